@@ -1,0 +1,53 @@
+"""The p-norm penalty that drives the competition inside each group."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..utils.validation import check_index, check_p
+from ._groups import group_reduce
+
+
+def safe_pow(a: Tensor, p: float, eps: float = 1e-12) -> Tensor:
+    r""":math:`|a|^p` with a finite derivative everywhere.
+
+    The naive ``a ** p`` has an infinite derivative at ``a = 0`` for ``p < 1``,
+    and ``0 * inf`` turns the gradient of a dead component into NaN. Below
+    ``eps`` the function is continued linearly, :math:`|a|\,\epsilon^{p-1}`,
+    which agrees with :math:`|a|^p` at :math:`\epsilon` and bounds the slope by
+    :math:`\epsilon^{p-1}`; at exactly zero the value and slope are finite.
+    """
+    a = a.abs()
+    big = a > eps
+    a_safe = torch.where(big, a, torch.ones_like(a))
+    return torch.where(big, a_safe.pow(p), a * eps ** (p - 1.0))
+
+
+def pnorm_penalty(a: Tensor, index: Optional[Tensor] = None, num_groups: Optional[int] = None,
+                  p: float = 0.5, eps: float = 1e-12) -> Tensor:
+    r"""Sum over groups of the p-norm :math:`\mathcal{R}(a_g) =
+    (\sum_{i\in g} |a_i|^p)^{1/p}`, :math:`0 < p \le 1` (the paper uses 0.5).
+
+    For :math:`p < 1` it favours few nonzero components per group; it is
+    computed with :func:`safe_pow`, so its gradient is finite when components
+    are exactly zero, and :math:`s^{1/p}` has a finite derivative at
+    :math:`s = 0` because :math:`1/p \ge 1`.
+
+    Args:
+        a (Tensor): gate values, ``[..., n]`` (dense groups along the last
+            dimension) or ``[E]`` with ``index`` (ragged groups).
+        index (LongTensor, optional): ``[E]`` group of each component.
+        num_groups (int, optional): number of ragged groups.
+        p (float): the exponent, in ``(0, 1]``. (default: ``0.5``)
+        eps (float): below it :math:`|a|^p` is continued linearly.
+
+    Returns:
+        A scalar tensor.
+    """
+    p = check_p(p)
+    if index is not None:
+        num_groups = check_index(index, num_groups, "index", length=a.numel())
+    s = group_reduce(safe_pow(a, p, eps), index, num_groups)
+    return s.pow(1.0 / p).sum()
