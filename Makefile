@@ -24,7 +24,7 @@ $(VENV)/.ready: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || \
-	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_INDEX)
+	  $(PY) -m pip install -q --retries 1 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_INDEX)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 

@@ -1,0 +1,11 @@
+"""Graph layers: a learnable sparse adjacency (the differentiable sparse gate
+on rows and columns, Sinkhorn normalization) and a GCN that shares it."""
+from .adjacency import GatedAdjacency
+from .conv import GatedGCNConv
+from .model import GatedGCN
+from .norm import row_norm, sym_norm
+from .scorer import EdgeScorer
+from .sinkhorn import sinkhorn
+
+__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "sinkhorn",
+           "row_norm", "sym_norm"]

@@ -1,0 +1,396 @@
+r"""A learnable sparse adjacency: the differentiable sparse gate on the rows
+and columns of a candidate adjacency, followed by a normalization
+(paper, section "GCN", Fig. 3)."""
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.utils import add_remaining_self_loops, coalesce, to_undirected
+
+from ..core import init_beta, pnorm_penalty, sparse_gate
+from ..core.gate import ACTIVATIONS
+from ..utils.validation import check_choice, check_positive_int
+from ._validate import check_edge_index, check_features
+from .norm import _row_norm, _sym_norm
+from .sinkhorn import _sinkhorn
+
+GROUPS = ("row", "col", "both")
+# Logits are bounded softly from below, so that a strength never leaves the
+# float32 range in which Sinkhorn's gradient (of order 1/strength) is finite.
+LOGIT_FLOOR = -15.0
+NORMALIZATIONS = ("sinkhorn", "balanced", "row", "sym", "none")
+
+
+class _Candidates(NamedTuple):
+    """The candidate edges of one graph and what the gate needs about them."""
+    edge_index: Tensor            # [2, E], coalesced
+    num_nodes: int
+    beta0_row: Tensor             # [N] init_beta of the in-degrees (row group sizes)
+    beta0_col: Tensor             # [N] init_beta of the out-degrees (column group sizes)
+    pair: Optional[Tensor]        # [E] undirected pair of each edge (symmetric only)
+    pair_rep: Optional[Tensor]    # [P] one edge of each pair (symmetric only)
+
+    @property
+    def row(self) -> Tensor:
+        return self.edge_index[1]
+
+    @property
+    def col(self) -> Tensor:
+        return self.edge_index[0]
+
+
+def _candidates(edge_index: Tensor, num_nodes: int, add_self_loops: bool,
+                symmetric: bool) -> _Candidates:
+    ei = edge_index.long()
+    if symmetric:
+        ei = to_undirected(ei, num_nodes=num_nodes)
+    if add_self_loops:
+        ei, _ = add_remaining_self_loops(ei, num_nodes=num_nodes)
+    ei = coalesce(ei, num_nodes=num_nodes)
+    beta0_row = init_beta(torch.bincount(ei[1], minlength=num_nodes))
+    beta0_col = init_beta(torch.bincount(ei[0], minlength=num_nodes))
+    pair = pair_rep = None
+    if symmetric:
+        key = torch.minimum(ei[0], ei[1]) * num_nodes + torch.maximum(ei[0], ei[1])
+        _, pair = torch.unique(key, return_inverse=True)
+        num_pairs = int(pair.max()) + 1 if pair.numel() > 0 else 0
+        pos = torch.arange(pair.numel(), device=ei.device)
+        pair_rep = torch.full((num_pairs,), pair.numel(), dtype=torch.long, device=ei.device)
+        pair_rep = pair_rep.scatter_reduce(0, pair, pos, reduce="amin")
+    return _Candidates(ei, num_nodes, beta0_row, beta0_col, pair, pair_rep)
+
+
+def _normalize_edges(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
+                    normalization: str, num_iters: int = 10) -> Tensor:
+    """Dispatches to the normalizations of :mod:`~graphsparse.graph.norm` and
+    :mod:`~graphsparse.graph.sinkhorn` (no input checks: the hot path)."""
+    if normalization in ("sinkhorn", "balanced"):
+        return _sinkhorn(row, col, weight, num_nodes, num_iters, normalization == "balanced")
+    if normalization == "row":
+        return _row_norm(row, weight, num_nodes)
+    if normalization == "sym":
+        return _sym_norm(row, col, weight, num_nodes)
+    return weight
+
+
+class GatedAdjacency(nn.Module):
+    r"""A sparse adjacency learned with the differentiable sparse gate (paper,
+    section "GCN"): every row and every column of the candidate adjacency is a
+    competition group, and the gated matrix is normalized, by default with
+    Sinkhorn toward a doubly stochastic matrix.
+
+    Convention (PyG's ``source_to_target`` flow): the candidate edge
+    ``(j, i)`` is the entry :math:`A_{i,j}`; row :math:`i` holds the edges
+    *into* node :math:`i` (its in-coming neighbours compete), column
+    :math:`j` the edges *out of* :math:`j`.
+
+    With gate logits :math:`\alpha_{ij}` (free parameters, one per candidate
+    edge as in the paper, or computed by a ``scorer`` from node features) and
+    :math:`\gamma = \sigma(\alpha)`, every group is thresholded by
+    :func:`~graphsparse.core.sparse_gate` (``normalization="none"``):
+
+    .. math::
+        r_{ij} = \bigl(\gamma_{ij} - \sigma(\beta^r_i) \textstyle\sum_{k} \gamma_{ik}\bigr)_+,
+        \qquad
+        c_{ij} = \bigl(\gamma_{ij} - \sigma(\beta^c_j) \textstyle\sum_{k} \gamma_{kj}\bigr)_+ .
+
+    The unnormalized adjacency is :math:`\tilde A_{ij} = r_{ij}` (``groups="row"``),
+    :math:`c_{ij}` (``"col"``) or :math:`r_{ij}\,c_{ij}` (``"both"``). The
+    paper parameterizes "each row and column of :math:`\tilde A` similarly as
+    in Eq. (3)"; the product is zero as soon as the edge loses *either*
+    competition, and while it is alive both thresholds receive its gradient
+    (a ``min`` would feed only the binding one). Its scale, roughly
+    :math:`\gamma^2`, does not matter: every normalization below rescales rows
+    and columns. Then :math:`A` is
+
+    * ``"sinkhorn"``: :func:`~graphsparse.graph.sinkhorn` (rows and columns
+      sum to one, in the limit); ``"balanced"``: the balanced variant;
+    * ``"row"``: :math:`D^{-1}\tilde A`; ``"sym"``: :math:`D^{-1/2}\tilde A D^{-1/2}`;
+    * ``"none"``: :math:`\tilde A` itself.
+
+    Entries that lose a competition are **exactly zero** and :meth:`forward`
+    drops them; they still receive gradient through the thresholds (which
+    sum over the whole group), so they can come back.
+
+    Thresholds: with free logits, one :math:`\beta^r_i` per row and one
+    :math:`\beta^c_j` per column, initialized to the paper's
+    :math:`-\log(n^2+n-1)` of the group size :math:`n` (``beta_row``,
+    ``beta_col``). With a scorer, :math:`\beta = -\log(n^2+n-1) + \delta`
+    with one learned offset :math:`\delta` for rows and one for columns
+    (``beta_row``, ``beta_col`` are then scalars), so that the adjacency
+    applies to any graph: ``adj(x, edge_index)``.
+
+    The logits enter the gate through a soft lower bound,
+    :math:`\alpha \mapsto -15 + \mathrm{softplus}(\alpha + 15)` (the identity
+    up to :math:`10^{-4}` for :math:`\alpha > -5`): with an unbounded
+    :math:`\alpha \to -\infty` a whole row could fall to strengths near
+    :math:`10^{-40}`, where the exact gradient of the normalization (of order
+    one over the strength) overflows float32 and turns into NaN.
+
+    With ``symmetric=True`` the candidates are made undirected, the logits of
+    :math:`(i, j)` and :math:`(j, i)` are one parameter (one per undirected
+    edge) and the row and column thresholds of a node are one; with
+    ``groups="both"`` (required) :math:`\tilde A` is then symmetric, and stays
+    so under ``"sym"``, ``"balanced"`` and ``"none"``.
+
+    Memory and time are :math:`O(E)` for the gate and
+    :math:`O(E \cdot \text{num\_iters})` for Sinkhorn; nothing is
+    :math:`N \times N`.
+
+    Args:
+        edge_index (LongTensor): ``[2, E]`` candidate edges (coalesced).
+        num_nodes (int): ``N``; inferred from ``edge_index`` when None.
+        groups (str): ``"row"``, ``"col"`` or ``"both"``. (default: ``"both"``)
+        normalization (str): ``"sinkhorn"``, ``"balanced"``, ``"row"``,
+            ``"sym"`` or ``"none"``. (default: ``"sinkhorn"``)
+        num_iters (int): Sinkhorn iterations. (default: ``10``)
+        add_self_loops (bool): add the missing self-loops to the candidates.
+            (default: ``True``)
+        symmetric (bool): tie the gates of :math:`(i, j)` and :math:`(j, i)`.
+            (default: ``False``)
+        scorer (nn.Module, optional): maps ``(x, edge_index)`` to ``[E]``
+            logits, e.g. :class:`~graphsparse.graph.EdgeScorer`; ``x`` is then
+            required by every method. (default: ``None``, free logits)
+        activation (str): ``"sigmoid"`` (the paper) or ``"exp"``.
+
+    Shapes:
+        - **input:** ``x`` ``[N, F]`` (with a scorer), optional ``edge_index``
+          ``[2, E']`` of another graph (with a scorer)
+        - **output:** surviving ``edge_index`` ``[2, E_kept]`` and weights ``[E_kept]``
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: Optional[int] = None, *,
+                 groups: str = "both", normalization: str = "sinkhorn", num_iters: int = 10,
+                 add_self_loops: bool = True, symmetric: bool = False,
+                 scorer: Optional[nn.Module] = None, activation: str = "sigmoid") -> None:
+        super().__init__()
+        name = self.__class__.__name__
+        check_choice(groups, GROUPS, "groups", name)
+        check_choice(normalization, NORMALIZATIONS, "normalization", name)
+        check_choice(activation, ACTIVATIONS, "activation", name)
+        self.num_iters = check_positive_int(num_iters, "num_iters", name)
+        if symmetric and groups != "both":
+            raise ValueError(
+                f"'{name}' with 'symmetric=True' needs groups='both' (got {groups!r}): "
+                f"a row competition alone does not give a symmetric adjacency")
+        if scorer is not None and not isinstance(scorer, nn.Module):
+            raise ValueError(f"'{name}' expects 'scorer' to be an nn.Module "
+                             f"(got {type(scorer).__name__})")
+        self.num_nodes = check_edge_index(edge_index, num_nodes, name)
+        self.groups = groups
+        self.normalization = normalization
+        self.add_self_loops = bool(add_self_loops)
+        self.symmetric = bool(symmetric)
+        self.activation = activation
+
+        cand = _candidates(edge_index, self.num_nodes, self.add_self_loops, self.symmetric)
+        self.register_buffer("edge_index", cand.edge_index)
+        self.register_buffer("beta0_row", cand.beta0_row, persistent=False)
+        self.register_buffer("beta0_col", cand.beta0_col, persistent=False)
+        self.register_buffer("pair", cand.pair)
+        self.register_buffer("pair_rep", cand.pair_rep)
+
+        self.scorer = scorer
+        self._reuse = None
+        beta_shape = (self.num_nodes,) if scorer is None else ()
+        if scorer is None:
+            n = cand.edge_index.size(1) if cand.pair is None else cand.pair_rep.numel()
+            self.alpha = nn.Parameter(torch.empty(n))
+        else:
+            self.register_parameter("alpha", None)
+        use_row, use_col = groups in ("row", "both"), groups in ("col", "both")
+        self.beta_row = nn.Parameter(torch.empty(beta_shape)) if use_row else None
+        self.beta_col = (nn.Parameter(torch.empty(beta_shape))
+                         if use_col and not self.symmetric else None)
+        self.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data, **kwargs) -> "GatedAdjacency":
+        """Builds the adjacency from a PyG ``Data`` (its ``edge_index`` and ``num_nodes``)."""
+        return cls(data.edge_index, data.num_nodes, **kwargs)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            if self.alpha is not None:
+                self.alpha.zero_()
+            for beta, beta0 in ((self.beta_row, self.beta0_row), (self.beta_col, self.beta0_col)):
+                if beta is not None:
+                    beta.copy_(beta0 if self.scorer is None else beta0.new_zeros(()))
+        if self.scorer is not None and hasattr(self.scorer, "reset_parameters"):
+            self.scorer.reset_parameters()
+
+    def gate_parameters(self) -> Iterator[nn.Parameter]:
+        """The gate's own parameters (logits or scorer, thresholds), e.g. for
+        an optimizer with its own learning rate."""
+        return self.parameters()
+
+    @property
+    def num_edges(self) -> int:
+        """Number of candidate edges."""
+        return self.edge_index.size(1)
+
+    # ------------------------------------------------------------------ core
+    def _stored(self) -> _Candidates:
+        return _Candidates(self.edge_index, self.num_nodes, self.beta0_row, self.beta0_col,
+                           self.pair, self.pair_rep)
+
+    def _other(self, x: Optional[Tensor], edge_index: Tensor) -> _Candidates:
+        name = self.__class__.__name__
+        if self.scorer is None:
+            raise ValueError(
+                f"'{name}' with free gate logits is tied to its candidate edges; "
+                f"pass a 'scorer' to apply it to another 'edge_index'")
+        if x is None:
+            raise ValueError(f"'{name}' needs the node features 'x' with another 'edge_index'")
+        num_nodes = check_edge_index(edge_index, x.size(0), name)
+        cand = _candidates(edge_index.to(x.device), num_nodes, self.add_self_loops,
+                           self.symmetric)
+        dtype = self.beta_row.dtype if self.beta_row is not None else self.beta_col.dtype
+        return cand._replace(beta0_row=cand.beta0_row.to(dtype), beta0_col=cand.beta0_col.to(dtype))
+
+    def _logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
+        if self.scorer is None:
+            return self.alpha if cand.pair is None else self.alpha.index_select(0, cand.pair)
+        if x is None:
+            raise ValueError(f"'{self.__class__.__name__}' has a scorer: pass the node "
+                             f"features 'x'")
+        if cand.pair is None:
+            return self.scorer(x, cand.edge_index)
+        rep = cand.edge_index.index_select(1, cand.pair_rep)
+        return self.scorer(x, rep).index_select(0, cand.pair)
+
+    def _beta(self, beta: Tensor, beta0: Tensor) -> Tensor:
+        return beta if self.scorer is None else beta0 + beta
+
+    def _values(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
+        if x is not None:
+            check_features(x, cand.num_nodes, self.__class__.__name__)
+        alpha = self._logits(x, cand)
+        alpha = LOGIT_FLOOR + F.softplus(alpha - LOGIT_FLOOR)
+        n, act = cand.num_nodes, self.activation
+        weight = None
+        if self.beta_row is not None:   # row competition (also columns when symmetric)
+            weight = sparse_gate(alpha, self._beta(self.beta_row, cand.beta0_row), cand.row, n,
+                                 "none", act, validate=False)
+        if self.groups != "row":
+            beta_col = self.beta_row if self.symmetric else self.beta_col
+            col = sparse_gate(alpha, self._beta(beta_col, cand.beta0_col), cand.col, n,
+                              "none", act, validate=False)
+            weight = col if weight is None else weight * col
+        return _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
+                               self.num_iters)
+
+    def _evaluate(self, x: Optional[Tensor],
+                  edge_index: Optional[Tensor]) -> Tuple[_Candidates, Tensor]:
+        cand = self._stored() if edge_index is None else self._other(x, edge_index)
+        return cand, self._values(x, cand)
+
+    # The weights of the last forward pass are reused by the next penalty()
+    # on the same inputs, which then costs no second gate and Sinkhorn pass.
+    # Reuse requires the very same inputs and parameters (identity and
+    # in-place version: an optimizer step or reset_parameters() invalidates
+    # it) and an autograd graph that no backward pass has gone through yet.
+    def _inputs(self, x: Optional[Tensor], edge_index: Optional[Tensor]) -> tuple:
+        objs = (x, edge_index) + tuple(self.parameters())
+        return objs, tuple(None if t is None else t._version for t in objs)
+
+    def _remember(self, x, edge_index, cand: _Candidates, values: Tensor) -> None:
+        self._reuse = None
+        if values.requires_grad:
+            spent = [False]
+            values.register_hook(lambda grad: spent.__setitem__(0, True))
+            self._reuse = (self._inputs(x, edge_index), cand, values, spent)
+
+    def _recall(self, x, edge_index) -> Optional[Tuple[_Candidates, Tensor]]:
+        reuse, self._reuse = getattr(self, "_reuse", None), None
+        if reuse is None or reuse[3][0]:
+            return None
+        (objs, versions), cand, values, _ = reuse
+        now_objs, now_versions = self._inputs(x, edge_index)
+        same = len(objs) == len(now_objs) and all(a is b for a, b in zip(objs, now_objs))
+        return (cand, values) if same and versions == now_versions else None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_reuse"] = None        # a live autograd graph cannot be copied
+        return state
+
+    # ------------------------------------------------------------ public API
+    def forward(self, x: Optional[Tensor] = None,
+                edge_index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """The surviving edges and their normalized weights; every exact zero
+        is removed. ``edge_index`` (with a scorer only) gates the candidates
+        of another graph on the node features ``x``."""
+        cand, values = self._evaluate(x, edge_index)
+        self._remember(x, edge_index, cand, values)
+        keep = values > 0
+        return cand.edge_index[:, keep], values[keep]
+
+    def edge_values(self, x: Optional[Tensor] = None) -> Tensor:
+        """Normalized weights ``[E]`` aligned with :attr:`edge_index`, exact
+        zeros included."""
+        return self._values(x, self._stored())
+
+    def penalty(self, p: float = 0.5, x: Optional[Tensor] = None,
+                edge_index: Optional[Tensor] = None) -> Tensor:
+        r"""The paper's GCN regularizer
+        :math:`\sum_i \mathcal{R}(A_{i,:}) + \mathcal{R}(A_{:,i})` with the
+        p-norm :math:`\mathcal{R}` (:func:`~graphsparse.core.pnorm_penalty`)
+        on the normalized weights (of another graph's ``edge_index`` with a
+        scorer).
+
+        Right after a forward pass on the same inputs it reuses that pass's
+        weights (no second evaluation), until a backward pass goes through
+        them or a parameter changes."""
+        reused = self._recall(x, edge_index)
+        cand, values = reused if reused is not None else self._evaluate(x, edge_index)
+        return (pnorm_penalty(values, cand.row, cand.num_nodes, p)
+                + pnorm_penalty(values, cand.col, cand.num_nodes, p))
+
+    @torch.no_grad()
+    def edge_sparsity(self, x: Optional[Tensor] = None) -> float:
+        """Fraction of the candidate edges that are exactly zero."""
+        values = self.edge_values(x)
+        return float((values == 0).sum()) / max(values.numel(), 1)
+
+    @torch.no_grad()
+    def kept_per_row(self, x: Optional[Tensor] = None) -> Tensor:
+        """Number of surviving edges in every row (into every node), ``[N]``."""
+        keep = self.edge_values(x) > 0
+        return torch.bincount(self.edge_index[1][keep], minlength=self.num_nodes)
+
+    @torch.no_grad()
+    def export(self, x: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """The surviving edges and weights, detached."""
+        edge_index, weight = self(x)
+        return edge_index, weight.detach()
+
+    def to_networkx(self, x: Optional[Tensor] = None):
+        """The surviving edges as a ``networkx.DiGraph`` (edge ``j -> i`` with
+        ``weight`` :math:`A_{i,j}`), or a ``networkx.Graph`` when
+        ``symmetric=True`` (``weight`` the mean of :math:`A_{i,j}` and
+        :math:`A_{j,i}`, equal for the ``"sym"``, ``"balanced"`` and ``"none"``
+        normalizations)."""
+        import networkx as nx
+        edge_index, weight = self.export(x)
+        graph = nx.Graph() if self.symmetric else nx.DiGraph()
+        graph.add_nodes_from(range(self.num_nodes))
+        if self.symmetric:    # one edge per pair {i, j}: the mean of both directions
+            lo = torch.minimum(edge_index[0], edge_index[1])
+            hi = torch.maximum(edge_index[0], edge_index[1])
+            key, pair = torch.unique(lo * self.num_nodes + hi, return_inverse=True)
+            weight = weight.new_zeros(key.numel()).index_add_(0, pair, weight)
+            weight = weight / torch.bincount(pair, minlength=key.numel())
+            edge_index = torch.stack([key // self.num_nodes, key % self.num_nodes])
+        graph.add_weighted_edges_from(zip(edge_index[0].tolist(), edge_index[1].tolist(),
+                                          weight.tolist()))
+        return graph
+
+    def extra_repr(self) -> str:
+        scorer = "free logits" if self.scorer is None else "scorer"
+        return (f"num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
+                f"groups={self.groups!r}, normalization={self.normalization!r}, "
+                f"num_iters={self.num_iters}, symmetric={self.symmetric}, {scorer}")

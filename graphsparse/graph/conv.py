@@ -1,0 +1,84 @@
+"""The graph convolution of :class:`~graphsparse.graph.GatedGCN`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.dense.linear import Linear
+
+from ..utils.validation import check_positive_int
+from ._ops import weighted_aggregate
+
+
+class GatedGCNConv(MessagePassing):
+    r"""A graph convolution :math:`X' = A X W + b` (Kipf & Welling,
+    https://arxiv.org/abs/1609.02907) whose adjacency :math:`A` is given as
+    **already normalized** edge weights, e.g. the output of
+    :class:`~graphsparse.graph.GatedAdjacency`: unlike PyG's ``GCNConv`` it
+    adds no self-loops and does not re-normalize.
+
+    When the weights require a gradient (a learned adjacency) the sum is
+    computed by a fused operation whose backward pass recomputes the
+    ``[E, C]`` messages instead of storing them (the same result as
+    ``propagate``, which is used otherwise and whenever PyG hooks or an
+    explainer are attached).
+
+    .. math::
+        \mathbf{x}'_i = \sum_{(j, i) \in \mathcal{E}} a_{ij}\, W \mathbf{x}_j + b
+
+    Args:
+        in_channels (int): size of each input sample.
+        out_channels (int): size of each output sample.
+        bias (bool): learn an additive bias. (default: ``True``)
+        **kwargs: passed to :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:** node features ``[N, in_channels]``, edge indices ``[2, E]``,
+          edge weights ``[E]`` (optional, default ones)
+        - **output:** node features ``[N, out_channels]``
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, **kwargs) -> None:
+        kwargs.setdefault("aggr", "add")
+        super().__init__(**kwargs)
+        name = self.__class__.__name__
+        self.in_channels = check_positive_int(in_channels, "in_channels", name)
+        self.out_channels = check_positive_int(out_channels, "out_channels", name)
+        self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.lin.reset_parameters()
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor, edge_index: Tensor,
+                edge_weight: Optional[Tensor] = None) -> Tensor:
+        x = self.lin(x)
+        if edge_weight is not None and edge_weight.requires_grad and not self._hooks_active():
+            # Same sum as propagate(), without keeping the [E, C] messages for
+            # the gradient of the learned weights.
+            out = weighted_aggregate(x, edge_index, edge_weight)
+        else:
+            out = self.propagate(edge_index, x=x, edge_weight=edge_weight)
+        return out if self.bias is None else out + self.bias
+
+    def _hooks_active(self) -> bool:
+        # PyG's propagate/message/aggregate hooks and explainers need propagate().
+        hooks = ("_propagate_forward_pre_hooks", "_propagate_forward_hooks",
+                 "_message_forward_pre_hooks", "_message_forward_hooks",
+                 "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks")
+        return any(getattr(self, h, None) for h in hooks) or bool(getattr(self, "_explain", False))
+
+    def message(self, x_j: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

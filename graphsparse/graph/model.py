@@ -1,0 +1,109 @@
+"""A GCN whose layers share one learned sparse adjacency (paper, Fig. 3)."""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Tuple
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..utils.validation import check_positive_int
+from .adjacency import GatedAdjacency
+from .conv import GatedGCNConv
+
+
+class GatedGCN(nn.Module):
+    r"""The GCN of Kipf & Welling, :math:`H^{l+1} = \mathrm{relu}(A H^l W^l)`,
+    with one adjacency :math:`A` learned by a
+    :class:`~graphsparse.graph.GatedAdjacency` and shared by every layer
+    (paper, section "GCN", Fig. 3).
+
+    ``model(x)`` evaluates the adjacency once, keeps its surviving edges and
+    passes them to every :class:`~graphsparse.graph.GatedGCNConv`; it returns
+    the logits. Train it on
+
+    .. math::
+        \mathcal{L}(D, W, A) + \lambda \sum_i \mathcal{R}(A_{i,:}) + \mathcal{R}(A_{:,i})
+
+    with ``model.penalty(p)`` as the regularizer, and usually a separate
+    optimizer (or learning rate) for ``model.gate_parameters()`` and
+    ``model.weight_parameters()``.
+
+    With a scorer in the adjacency, ``model(x, edge_index)`` runs on another
+    graph (unseen nodes and edges): the scorer gates the candidates of
+    ``edge_index`` from ``x``. With free logits the model is tied to the
+    adjacency's candidate edges and ``edge_index`` must be omitted.
+
+    Args:
+        in_channels (int): size of the node features.
+        hidden_channels (int): size of the hidden layers.
+        out_channels (int): number of classes.
+        num_layers (int): number of graph convolutions. (default: ``2``)
+        dropout (float): dropout before every convolution. (default: ``0.5``)
+        adjacency (GatedAdjacency): the learned adjacency (required).
+
+    Shapes:
+        - **input:** ``x`` ``[N, in_channels]``, optional ``edge_index`` ``[2, E]``
+        - **output:** logits ``[N, out_channels]``
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
+                 num_layers: int = 2, dropout: float = 0.5, *,
+                 adjacency: Optional[GatedAdjacency] = None) -> None:
+        super().__init__()
+        name = self.__class__.__name__
+        if not isinstance(adjacency, GatedAdjacency):
+            raise ValueError(f"'{name}' expects 'adjacency' to be a GatedAdjacency "
+                             f"(got {type(adjacency).__name__})")
+        self.in_channels = check_positive_int(in_channels, "in_channels", name)
+        self.hidden_channels = check_positive_int(hidden_channels, "hidden_channels", name)
+        self.out_channels = check_positive_int(out_channels, "out_channels", name)
+        self.num_layers = check_positive_int(num_layers, "num_layers", name)
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'{name}' expects 'dropout' in [0, 1) (got {dropout!r})")
+        self.dropout = float(dropout)
+        self.adjacency = adjacency
+        sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.convs = nn.ModuleList(GatedGCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self._last_input: Tuple[Optional[Tensor], Optional[Tensor]] = (None, None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.adjacency.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Optional[Tensor] = None) -> Tensor:
+        if self.adjacency.scorer is not None:
+            self._last_input = (x, edge_index)
+        adj_index, adj_weight = self.adjacency(x, edge_index)
+        for i, conv in enumerate(self.convs):
+            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = conv(x, adj_index, adj_weight)
+            if i < self.num_layers - 1:
+                x = x.relu()
+        return x
+
+    def penalty(self, p: float = 0.5, x: Optional[Tensor] = None,
+                edge_index: Optional[Tensor] = None) -> Tensor:
+        """The adjacency's penalty (see :meth:`GatedAdjacency.penalty`). With a
+        scorer and no ``x``, it is evaluated on the input (``x`` and
+        ``edge_index``) of the last forward pass."""
+        if x is None and self.adjacency.scorer is not None:
+            x, edge_index = self._last_input
+        return self.adjacency.penalty(p, x, edge_index)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_last_input"] = (None, None)
+        return state
+
+    def gate_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the adjacency (logits or scorer, thresholds)."""
+        return self.adjacency.gate_parameters()
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the convolutions."""
+        return self.convs.parameters()
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, dropout={self.dropout}"

@@ -1,0 +1,292 @@
+import networkx as nx
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from graphsparse.graph import EdgeScorer, GatedAdjacency
+from graphsparse.testing import devices
+
+NORMS = ["sinkhorn", "balanced", "row", "sym", "none"]
+
+
+def _randomize(adj, seed=0):
+    """Random logits and raised thresholds, so that some gates are exactly zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        adj.alpha.copy_(3 * torch.randn(adj.alpha.shape, generator=g))
+        for beta in (adj.beta_row, adj.beta_col):
+            if beta is not None:
+                beta.add_(1.5 + torch.rand(beta.shape, generator=g))
+    return adj
+
+
+def _dense_values(adj, dense):
+    """The adjacency's weights recomputed densely from its parameters."""
+    ei, n = adj.edge_index, adj.num_nodes
+    alpha = adj.alpha if adj.pair is None else adj.alpha[adj.pair]
+    mask = dense.adjacency(ei, torch.ones(ei.size(1), dtype=alpha.dtype), n)
+    a_alpha = dense.adjacency(ei, alpha, n)
+    beta_row = adj.beta_row if adj.beta_row is not None else alpha.new_zeros(n)
+    beta_col = adj.beta_row if adj.symmetric else adj.beta_col
+    beta_col = beta_col if beta_col is not None else alpha.new_zeros(n)
+    a = dense.gate(a_alpha, mask, beta_row, beta_col, adj.groups)
+    return dense.entries(dense.normalize(a, adj.normalization, adj.num_iters), ei)
+
+
+@pytest.mark.parametrize("normalization", NORMS)
+@pytest.mark.parametrize("groups,symmetric", [("row", False), ("col", False), ("both", False),
+                                              ("both", True)])
+def test_matches_dense_reference(normalization, groups, symmetric, dense, graph):
+    n = 14
+    adj = GatedAdjacency(graph(n, 0.25, self_loops=False), n, groups=groups,
+                         normalization=normalization, num_iters=5, symmetric=symmetric)
+    adj = _randomize(adj.double())
+    values = adj.edge_values()
+    ref = _dense_values(adj, dense)
+    torch.testing.assert_close(values, ref)
+    assert (values == 0).any() and (values > 0).any()
+    g = torch.randn_like(values)
+    grads = torch.autograd.grad((values * g).sum(), list(adj.parameters()))
+    grads_ref = torch.autograd.grad((ref * g).sum(), list(adj.parameters()))
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+    assert all(torch.isfinite(a).all() for a in grads)
+
+
+@pytest.mark.parametrize("normalization", ["sinkhorn", "balanced"])
+def test_gradcheck(normalization, graph):
+    n = 8
+    adj = GatedAdjacency(graph(n, 0.3), n, num_iters=3, normalization=normalization)
+    adj = _randomize(adj.double())
+    names = [name for name, _ in adj.named_parameters()]
+
+    def weights(*params):
+        return torch.func.functional_call(adj, dict(zip(names, params)), ())[1]
+
+    params = tuple(p.detach().clone().requires_grad_() for p in adj.parameters())
+    torch.autograd.gradcheck(weights, params)
+
+
+def test_forward_drops_exact_zeros(graph):
+    n = 20
+    adj = _randomize(GatedAdjacency(graph(n, 0.2), n))
+    values = adj.edge_values()
+    edge_index, weight = adj()
+    keep = values > 0
+    assert 0 < int(keep.sum()) < values.numel()
+    assert torch.equal(edge_index, adj.edge_index[:, keep])
+    torch.testing.assert_close(weight, values[keep])
+    assert (weight > 0).all()
+    assert adj.edge_sparsity() == pytest.approx(float((~keep).float().mean()))
+    kept = torch.bincount(adj.edge_index[1][keep], minlength=n)
+    assert torch.equal(adj.kept_per_row(), kept) and adj.kept_per_row().dtype == torch.long
+    ei, ew = adj.export()
+    assert not ew.requires_grad and torch.equal(ei, edge_index)
+
+
+def test_init_follows_the_paper(graph):
+    n = 12
+    adj = GatedAdjacency(graph(n, 0.3), n)
+    assert (adj.alpha == 0).all()
+    in_degree = torch.bincount(adj.edge_index[1], minlength=n).float()
+    torch.testing.assert_close(adj.beta_row, -torch.log(in_degree ** 2 + in_degree - 1))
+    assert adj.edge_sparsity() == 0.0                 # every candidate starts alive
+
+
+def test_candidates_self_loops_and_edge_order(graph):
+    n = 10
+    edge_index = graph(n, 0.3, self_loops=False)
+    adj = GatedAdjacency(edge_index, n)
+    loops = adj.edge_index[0] == adj.edge_index[1]
+    assert int(loops.sum()) == n and adj.num_edges == edge_index.size(1) + n
+    assert GatedAdjacency(edge_index, n, add_self_loops=False).num_edges == edge_index.size(1)
+    perm = torch.randperm(edge_index.size(1))
+    shuffled = GatedAdjacency(torch.cat([edge_index[:, perm], edge_index], 1), n)  # duplicates too
+    assert torch.equal(shuffled.edge_index, adj.edge_index)
+    data = Data(edge_index=edge_index, num_nodes=n)
+    assert torch.equal(GatedAdjacency.from_data(data).edge_index, adj.edge_index)
+
+
+@pytest.mark.parametrize("normalization", ["sym", "balanced", "none"])
+def test_symmetric_ties_gates(normalization, dense, graph):
+    n = 12
+    edge_index = graph(n, 0.3, directed=True, self_loops=False)
+    adj = _randomize(GatedAdjacency(edge_index, n, symmetric=True, normalization=normalization))
+    num_undirected = int((adj.edge_index[0] <= adj.edge_index[1]).sum())
+    assert adj.alpha.numel() == num_undirected and adj.beta_col is None
+    a = dense.adjacency(adj.edge_index, adj.edge_values().detach(), n)
+    torch.testing.assert_close(a, a.t())
+    graph_nx = adj.to_networkx()
+    assert isinstance(graph_nx, nx.Graph) and not graph_nx.is_directed()
+    assert graph_nx.number_of_edges() == int((adj.edge_index[0] <= adj.edge_index[1])[
+        adj.edge_values() > 0].sum())
+    for i, j, w in graph_nx.edges(data="weight"):
+        assert w == pytest.approx(float(a[i, j]))
+
+
+def test_to_networkx_directed(graph):
+    n = 9
+    adj = _randomize(GatedAdjacency(graph(n, 0.4), n))
+    g = adj.to_networkx()
+    ei, ew = adj.export()
+    assert isinstance(g, nx.DiGraph) and g.number_of_nodes() == n
+    assert g.number_of_edges() == ei.size(1)
+    j, i = int(ei[0, 0]), int(ei[1, 0])
+    assert g[j][i]["weight"] == pytest.approx(float(ew[0]))
+
+
+@pytest.mark.parametrize("normalization", ["sinkhorn", "balanced"])
+def test_dead_rows_columns_and_isolated_nodes_are_finite(normalization, graph):
+    n = 12
+    edge_index = graph(n, 0.3, self_loops=False)
+    edge_index = edge_index[:, (edge_index < 10).all(0)]     # nodes 10, 11 isolated
+    adj = GatedAdjacency(edge_index, n, normalization=normalization, add_self_loops=False)
+    with torch.no_grad():
+        adj.beta_row[3] = 20.0                                 # row 3 loses everything
+        adj.beta_col[5] = 20.0                                 # column 5 too
+    values = adj.edge_values()
+    (adj.penalty() + (values * torch.randn_like(values)).sum()).backward()
+    assert torch.isfinite(values).all()
+    assert all(torch.isfinite(p.grad).all() for p in adj.parameters())
+    assert (values[adj.edge_index[1] == 3] == 0).all()
+    assert (values[adj.edge_index[0] == 5] == 0).all()
+    assert int(adj.kept_per_row()[3]) == 0
+
+
+def test_penalty_matches_dense(dense, graph):
+    n = 10
+    adj = _randomize(GatedAdjacency(graph(n, 0.3), n).double())
+    ref = dense.penalty(dense.adjacency(adj.edge_index, adj.edge_values(), n))
+    torch.testing.assert_close(adj.penalty(0.5), ref)
+
+
+@pytest.mark.parametrize("kind", ["dot", "mlp"])
+def test_scorer(kind, graph):
+    n, f = 16, 5
+    edge_index = graph(n, 0.3)
+    x = torch.randn(n, f)
+    scorer = EdgeScorer(f, hidden_channels=8, kind=kind)
+    adj = GatedAdjacency(edge_index, n, scorer=scorer)
+    free = GatedAdjacency(edge_index, n)
+    # Logits start at zero and thresholds at the paper's init: same as free logits.
+    torch.testing.assert_close(adj.edge_values(x), free.edge_values())
+    assert adj.alpha is None and adj.beta_row.dim() == 0
+    params = {id(p) for p in adj.gate_parameters()}
+    assert {id(p) for p in scorer.parameters()} <= params
+    # The score is symmetric and the scorer applies to another graph.
+    with torch.no_grad():
+        for p in scorer.parameters():
+            p.normal_()
+    ei2 = graph(7, 0.5, seed=1)
+    s = scorer(x[:7], ei2)
+    torch.testing.assert_close(s, scorer(x[:7], ei2.flip(0)))
+    out_ei, out_w = adj(x[:7], ei2)
+    assert out_ei.max() < 7 and torch.isfinite(out_w).all()
+    (adj.penalty(0.5, x) + out_w.sum()).backward()
+    assert all(p.grad is not None for p in scorer.parameters())
+
+
+def test_reset_parameters_restores_init(graph):
+    n = 10
+    adj = GatedAdjacency(graph(n, 0.3), n)
+    before = [p.detach().clone() for p in adj.parameters()]
+    _randomize(adj).reset_parameters()
+    for a, b in zip(before, adj.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("normalization", NORMS)
+def test_runs_on_device(device, normalization, graph):
+    n = 15
+    adj = _randomize(GatedAdjacency(graph(n, 0.3), n, normalization=normalization)).to(device)
+    edge_index, weight = adj()
+    (weight.sum() + adj.penalty()).backward()
+    assert edge_index.device.type == device and weight.device.type == device
+    assert torch.isfinite(adj.alpha.grad).all()
+
+
+EI = torch.tensor([[0, 1, 2], [1, 2, 0]])
+
+
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("edge_index", (EI.t().contiguous(), 3), {}),
+    ("edge_index", (EI.float(), 3), {}),
+    ("edge_index", (torch.tensor([[0, -1], [1, 2]]), 3), {}),
+    ("edge_index", (EI, 2), {}),
+    ("num_iters", (EI, 3), dict(num_iters=0)),
+    ("groups", (EI, 3), dict(groups="rows")),
+    ("normalization", (EI, 3), dict(normalization="softmax")),
+    ("activation", (EI, 3), dict(activation="tanh")),
+    ("symmetric", (EI, 3), dict(symmetric=True, groups="row")),
+    ("scorer", (EI, 3), dict(scorer=lambda x, e: x)),
+])
+def test_bad_construction_names_the_argument(name, args, kwargs):
+    with pytest.raises(ValueError, match=name):
+        GatedAdjacency(*args, **kwargs)
+
+
+def test_bad_call_names_the_argument():
+    adj = GatedAdjacency(EI, 3)
+    with pytest.raises(ValueError, match="'x'"):
+        adj(torch.randn(4, 2))                                  # num_nodes mismatch
+    with pytest.raises(ValueError, match="scorer"):
+        adj(torch.randn(3, 2), EI)                              # free logits, other graph
+    scored = GatedAdjacency(EI, 3, scorer=EdgeScorer(2, 4))
+    with pytest.raises(ValueError, match="'x'"):
+        scored()
+    with pytest.raises(ValueError, match="'x'"):
+        scored(torch.randn(3, 5))                               # wrong feature size
+
+
+def _count_evaluations(adj, monkeypatch):
+    calls = []
+    values = adj._values
+    monkeypatch.setattr(adj, "_values", lambda *a: calls.append(1) or values(*a))
+    return calls
+
+
+def test_penalty_reuses_the_forward_pass_safely(monkeypatch, graph):
+    import copy
+    n = 12
+    adj = _randomize(GatedAdjacency(graph(n, 0.3), n))
+    fresh = adj.penalty()
+    grads_fresh = torch.autograd.grad(fresh, list(adj.parameters()))
+    calls = _count_evaluations(adj, monkeypatch)
+
+    _, weight = adj()
+    pen = adj.penalty()                              # reused: one evaluation in all
+    assert len(calls) == 1
+    torch.testing.assert_close(pen, fresh)
+    for a, b in zip(torch.autograd.grad(pen, list(adj.parameters())), grads_fresh):
+        torch.testing.assert_close(a, b)
+
+    _, weight = adj()
+    weight.sum().backward()                          # graph spent: recompute
+    adj.penalty().backward()
+    assert len(calls) == 3
+
+    adj()
+    with torch.no_grad():
+        adj.alpha.add_(1.0)                           # parameters changed: recompute
+    changed = adj.penalty()
+    assert len(calls) == 5 and not torch.allclose(changed, fresh)
+    adj(); adj.penalty(); adj.penalty()              # reuse is used once
+    assert len(calls) == 7
+    adj()
+    copy.deepcopy(adj)                               # the live graph is not copied
+
+
+@pytest.mark.parametrize("normalization", NORMS)
+def test_extreme_logits_keep_gradients_finite(normalization, graph):
+    # Logits far in the sigmoid's tail (a scorer's dot products reach them
+    # within a few steps) must not turn Sinkhorn's gradient into inf or NaN.
+    n = 30
+    adj = GatedAdjacency(graph(n, 0.2), n, normalization=normalization)
+    with torch.no_grad():
+        adj.alpha.copy_(200 * torch.randn(adj.alpha.shape))
+        adj.alpha[adj.edge_index[1] < 5] = -150.0                 # whole rows in the tail
+    values = adj.edge_values()
+    (adj.penalty() + (values * torch.randn_like(values)).sum()).backward()
+    assert torch.isfinite(values).all()
+    assert all(torch.isfinite(p.grad).all() for p in adj.parameters())

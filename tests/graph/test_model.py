@@ -1,0 +1,155 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphsparse.graph import EdgeScorer, GatedAdjacency, GatedGCN, GatedGCNConv
+from graphsparse.testing import devices
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_conv_matches_dense_forward_and_gradient(learned, dense, graph):
+    # learned=True takes the fused path (weights that require a gradient).
+    n = 12
+    edge_index = graph(n, 0.3)
+    w = torch.rand(edge_index.size(1), dtype=torch.float64, requires_grad=learned)
+    x = torch.randn(n, 4, dtype=torch.float64, requires_grad=True)
+    conv = GatedGCNConv(4, 3).double()
+    with torch.no_grad():
+        conv.bias.normal_()
+    out = conv(x, edge_index, w)
+    ref = dense.adjacency(edge_index, w, n) @ (x @ conv.lin.weight.t()) + conv.bias
+    torch.testing.assert_close(out, ref)
+    inputs = [x, conv.lin.weight] + ([w] if learned else [])
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad((out * g).sum(), inputs),
+                    torch.autograd.grad((ref * g).sum(), inputs)):
+        torch.testing.assert_close(a, b)
+    if learned:
+        torch.autograd.gradcheck(lambda x, w: conv(x, edge_index, w), (x, w))
+    ones = dense.adjacency(edge_index, torch.ones_like(w), n)
+    torch.testing.assert_close(conv(x, edge_index), ones @ (x @ conv.lin.weight.t()) + conv.bias)
+
+
+def _model(n=16, f=6, normalization="sinkhorn", seed=0, **kwargs):
+    from torch_geometric.utils import erdos_renyi_graph
+    torch.manual_seed(seed)
+    edge_index = erdos_renyi_graph(n, 0.3)
+    adj = GatedAdjacency(edge_index, n, normalization=normalization, **kwargs)
+    return GatedGCN(f, 8, 3, adjacency=adj), torch.randn(n, f)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_model_matches_dense(num_layers, dense):
+    model, x = _model()
+    model = GatedGCN(6, 8, 3, num_layers=num_layers, adjacency=model.adjacency).eval()
+    adj = model.adjacency
+    a = dense.adjacency(adj.edge_index, adj.edge_values(), adj.num_nodes)
+    h = x
+    for i, conv in enumerate(model.convs):
+        h = a @ (h @ conv.lin.weight.t()) + conv.bias
+        h = h.relu() if i < num_layers - 1 else h
+    torch.testing.assert_close(model(x), h)
+
+
+def test_parameter_groups_partition_the_model():
+    model, _ = _model()
+    gate = {id(p) for p in model.gate_parameters()}
+    weight = {id(p) for p in model.weight_parameters()}
+    assert gate and weight and not gate & weight
+    assert gate | weight == {id(p) for p in model.parameters()}
+
+
+@pytest.mark.parametrize("normalization", ["sinkhorn", "balanced", "row", "sym", "none"])
+def test_every_parameter_gets_a_finite_gradient(normalization):
+    model, x = _model(normalization=normalization)
+    y = torch.randint(0, 3, (x.size(0),))
+    (F.cross_entropy(model(x), y) + 0.1 * model.penalty(0.5)).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_gates_learn_sparse_structure_without_nan():
+    model, x = _model(n=40, f=8, seed=1)
+    y = (x @ torch.randn(8, 3)).argmax(1)                      # a learnable task
+    model.dropout = 0.0
+    opt = torch.optim.Adam([{"params": model.gate_parameters(), "lr": 0.1},
+                            {"params": model.weight_parameters(), "lr": 0.02}])
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        (loss + 1e-3 * model.penalty(0.5)).backward()
+        opt.step()
+        losses.append(loss.item())
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(losses[-5:]) / 5 < 0.7 * losses[0]
+    assert model.adjacency.edge_sparsity() > 0.1
+    edge_index, weight = model.adjacency()
+    assert edge_index.size(1) < model.adjacency.num_edges and (weight > 0).all()
+
+
+@pytest.mark.parametrize("kind", ["dot", "mlp"])
+def test_scorer_model_runs_on_another_graph(kind, graph):
+    from torch_geometric.utils import erdos_renyi_graph
+    n, f = 16, 6
+    adj = GatedAdjacency(erdos_renyi_graph(n, 0.3), n, scorer=EdgeScorer(f, 8, kind=kind),
+                         symmetric=True)
+    model = GatedGCN(f, 8, 3, adjacency=adj)
+    x_new, ei_new = torch.randn(9, f), graph(9, 0.4, seed=3)
+    out = model(x_new, ei_new)
+    assert out.shape == (9, 3)
+    (out.sum() + model.penalty()).backward()       # penalty on the last input graph
+    assert all(p.grad is not None for p in model.gate_parameters())
+    free = GatedGCN(f, 8, 3, adjacency=GatedAdjacency(erdos_renyi_graph(n, 0.3), n))
+    with pytest.raises(ValueError, match="scorer"):
+        free(x_new, ei_new)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_runs_on_device(device):
+    model, x = _model()
+    model, x = model.to(device), x.to(device)
+    out = model(x)
+    (out.sum() + model.penalty()).backward()
+    assert out.device.type == device
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(adjacency=None), "adjacency"),
+    (dict(num_layers=0), "num_layers"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(hidden_channels=0), "hidden_channels"),
+])
+def test_bad_arguments_name_the_argument(kwargs, name):
+    model, _ = _model()
+    args = dict(in_channels=6, hidden_channels=8, out_channels=3, adjacency=model.adjacency)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        GatedGCN(**args)
+    x = torch.randn(17, 6)
+    with pytest.raises(ValueError, match="'x'"):
+        model(x)                                    # 17 rows for 16 nodes
+
+
+@pytest.mark.data
+def test_scorer_training_on_cora_stays_finite():
+    # Regression: raw Cora features drive a dot scorer's logits to -100 within
+    # a dozen steps; before the logit floor and the zero-gradient mask in the
+    # Sinkhorn backward this turned the gradients into NaN at step 13.
+    from torch_geometric.datasets import Planetoid
+
+    from graphsparse.testing import require_data
+    root = require_data("planetoid/Cora/raw").parent.parent
+    data = Planetoid(str(root), "Cora")[0]
+    scorer = EdgeScorer(data.num_features, 64, kind="dot")
+    model = GatedGCN(data.num_features, 16, 7,
+                     adjacency=GatedAdjacency.from_data(data, scorer=scorer))
+    opt = torch.optim.Adam([{"params": model.weight_parameters(), "lr": 0.01},
+                            {"params": model.gate_parameters(), "lr": 0.05}])
+    for _ in range(20):
+        opt.zero_grad()
+        out = model(data.x)
+        loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+        (loss + 1e-4 * model.penalty(0.5)).backward()
+        opt.step()
+        assert all(torch.isfinite(p).all() for p in model.parameters())

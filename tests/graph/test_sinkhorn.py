@@ -1,0 +1,163 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graphsparse.graph import row_norm, sinkhorn, sym_norm
+from graphsparse.testing import devices
+
+
+def _sums(edge_index, w, n):
+    rows = torch.zeros(n, dtype=w.dtype).index_add(0, edge_index[1], w)
+    cols = torch.zeros(n, dtype=w.dtype).index_add(0, edge_index[0], w)
+    return rows, cols
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_matches_dense_forward_and_gradient(balanced, dense, graph):
+    n = 10
+    edge_index = graph(n, 0.3)
+    edge_index = edge_index[:, (edge_index != 9).all(0)]      # node 9: empty row and column
+    w = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.05
+    w.requires_grad_()
+    out, err = sinkhorn(edge_index, w, n, num_iters=7, balanced=balanced, return_error=True)
+    w_ref = w.detach().clone().requires_grad_()
+    a = dense.sinkhorn(dense.adjacency(edge_index, w_ref, n), 7, balanced)
+    ref = dense.entries(a, edge_index)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    (ref * g).sum().backward()
+    torch.testing.assert_close(w.grad, w_ref.grad)
+    live = torch.arange(n) != 9
+    dev = torch.cat([(a.sum(1) - 1)[live], (a.sum(0) - 1)[live]]).abs().max()
+    torch.testing.assert_close(err, dev.detach())
+    torch.autograd.gradcheck(
+        lambda v: sinkhorn(edge_index, v, n, num_iters=3, balanced=balanced),
+        (w.detach().clone().requires_grad_(),))
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(2, 25), p=st.floats(0.0, 1.0), seed=st.integers(0, 2**16),
+       balanced=st.booleans())
+def test_random_graphs_become_doubly_stochastic(n, p, seed, balanced):
+    # Undirected support with self-loops has total support, so Sinkhorn
+    # converges (linearly); the weights themselves are not symmetric.
+    from torch_geometric.utils import add_remaining_self_loops, erdos_renyi_graph
+    torch.manual_seed(seed)
+    edge_index = erdos_renyi_graph(n, p, directed=False)
+    edge_index, _ = add_remaining_self_loops(edge_index, num_nodes=n)
+    w = torch.rand(edge_index.size(1)) * 0.9 + 0.1
+    out, err = sinkhorn(edge_index, w, n, num_iters=1000 if balanced else 300,
+                        balanced=balanced, return_error=True)
+    rows, cols = _sums(edge_index, out, n)
+    assert float(err) < 1e-4
+    torch.testing.assert_close(rows, torch.ones(n), atol=1e-4, rtol=0)
+    torch.testing.assert_close(cols, torch.ones(n), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_zeros_stay_zero_and_dead_rows_have_finite_gradients(balanced, graph):
+    n = 12
+    edge_index = graph(n, 0.4, self_loops=False)
+    edge_index = edge_index[:, (edge_index < 10).all(0)]     # nodes 10, 11 isolated
+    w = torch.rand(edge_index.size(1))
+    w[::3] = 0.0
+    w[edge_index[1] == 4] = 0.0                               # a dead row
+    w[edge_index[0] == 7] = 0.0                               # a dead column
+    w.requires_grad_()
+    out = sinkhorn(edge_index, w, n, num_iters=10, balanced=balanced)
+    (out * torch.randn_like(out)).sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(w.grad).all()
+    assert (out[w.detach() == 0] == 0).all()
+    assert (out[w.detach() > 0] > 0).all()
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_subnormal_rows_are_finite(balanced):
+    # Rows whose sum is far below the float32 range of 1/d^2 count as empty.
+    edge_index = torch.tensor([[0, 1, 2, 0, 3], [0, 1, 2, 1, 3]])
+    w = torch.tensor([1.0, 1e-30, 1e-38, 0.5, 1e-44], requires_grad=True)
+    out = sinkhorn(edge_index, w, 4, num_iters=5, balanced=balanced)
+    (out * torch.arange(5.0)).sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(w.grad).all()
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_edge_order_does_not_matter(balanced, graph):
+    n = 15
+    edge_index = graph(n, 0.3)
+    w = torch.rand(edge_index.size(1), dtype=torch.float64)
+    perm = torch.randperm(edge_index.size(1))
+    out = sinkhorn(edge_index, w, n, balanced=balanced)
+    out_perm = sinkhorn(edge_index[:, perm], w[perm], n, balanced=balanced)
+    torch.testing.assert_close(out_perm, out[perm])
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_float32_is_safe_for_large_degrees_and_tiny_weights(balanced):
+    # A hub row and a hub column of degree 10^4, weights log-uniform in [1e-8, 1].
+    g = torch.Generator().manual_seed(0)
+    n, hub = 12000, torch.arange(1, 10001)
+    src = torch.cat([hub, torch.zeros_like(hub), torch.randint(0, n, (20000,), generator=g),
+                     torch.arange(n)])
+    dst = torch.cat([torch.zeros_like(hub), hub + 1000, torch.randint(0, n, (20000,), generator=g),
+                     torch.arange(n)])
+    edge_index = torch.stack([src, dst])
+    w64 = 10 ** (-8 * torch.rand(edge_index.size(1), generator=g, dtype=torch.float64))
+    w64.requires_grad_()
+    w32 = w64.detach().float().requires_grad_()
+    out64 = sinkhorn(edge_index, w64, n, num_iters=20, balanced=balanced)
+    out32 = sinkhorn(edge_index, w32, n, num_iters=20, balanced=balanced)
+    gout = torch.randn(edge_index.size(1), generator=g, dtype=torch.float64)
+    (out64 * gout).sum().backward()
+    (out32 * gout.float()).sum().backward()
+    assert torch.isfinite(out32).all() and torch.isfinite(w32.grad).all()
+    torch.testing.assert_close(out32.double(), out64.detach(), rtol=1e-3, atol=0)
+    # Gradient relative to its scale (it grows like 1/w for the tiny weights).
+    scale = w64.grad.abs().max()
+    torch.testing.assert_close(w32.grad.double() / scale, w64.grad / scale, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("balanced", [False, True])
+def test_runs_on_device(device, balanced, graph):
+    edge_index = graph(20, 0.2).to(device)
+    w = torch.rand(edge_index.size(1), device=device, requires_grad=True)
+    out = sinkhorn(edge_index, w, 20, balanced=balanced)
+    out.sum().backward()
+    assert out.device.type == device and torch.isfinite(w.grad).all()
+
+
+FUNCTIONS = {"sinkhorn": sinkhorn, "row_norm": row_norm, "sym_norm": sym_norm}
+EI = torch.tensor([[0, 1, 2], [1, 2, 0]])
+BAD = [
+    ("edge_index", dict(edge_index=EI.t().contiguous())),                 # [3, 2]
+    ("edge_index", dict(edge_index=EI.float())),
+    ("edge_index", dict(edge_index=EI[0])),
+    ("edge_index", dict(edge_index=torch.tensor([[0, -1], [1, 2]]))),
+    ("edge_index", dict(edge_index=EI, num_nodes=2)),
+    ("edge_weight", dict(edge_weight=torch.tensor([1.0, math.nan, 1.0]))),
+    ("edge_weight", dict(edge_weight=torch.tensor([1.0, math.inf, 1.0]))),
+    ("edge_weight", dict(edge_weight=torch.tensor([1.0, -1.0, 1.0]))),
+    ("edge_weight", dict(edge_weight=torch.ones(4))),
+    ("edge_weight", dict(edge_weight=torch.ones(3, dtype=torch.long))),
+    ("num_nodes", dict(num_nodes=-1)),
+]
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+@pytest.mark.parametrize("name,kwargs", BAD)
+def test_bad_input_names_the_argument(fn, name, kwargs):
+    args = dict(edge_index=EI, edge_weight=torch.ones(3), num_nodes=3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        FUNCTIONS[fn](**args)
+
+
+@pytest.mark.parametrize("num_iters", [0, -1, 1.5])
+def test_num_iters_must_be_positive(num_iters):
+    with pytest.raises(ValueError, match="num_iters"):
+        sinkhorn(EI, None, 3, num_iters=num_iters)
