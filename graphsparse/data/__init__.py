@@ -1,4 +1,11 @@
+"""Datasets from one data root (``GRAPHSPARSE_DATA``): Planetoid graphs, CIFAR
+and MNIST as device tensors, and seeded edge corruption."""
+from .cifar import CorruptDatasetError, load_cifar, normalize, random_crop_flip
+from .corrupt import corrupt_edges
+from .mnist import load_mnist, read_idx
+from .planetoid import load_planetoid
 from .root import ENV_VAR, DatasetNotFoundError, get_data_root, missing_dataset, writable_cache
 
-__all__ = ["ENV_VAR", "DatasetNotFoundError", "get_data_root", "missing_dataset",
-           "writable_cache"]
+__all__ = ["ENV_VAR", "DatasetNotFoundError", "CorruptDatasetError", "get_data_root",
+           "missing_dataset", "writable_cache", "load_planetoid", "corrupt_edges",
+           "load_cifar", "normalize", "random_crop_flip", "load_mnist", "read_idx"]

@@ -1,0 +1,187 @@
+"""What the three gated CNNs share: one :class:`~graphsparse.core.SparseGate`
+for the whole network (one gate forward per step), a penalty weight per stage,
+and small building blocks (the parameter-free shortcut, a shortcut-only block)."""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import SparseGate, group_expand, group_reduce, safe_pow
+from ..utils.validation import check_p
+
+Lambdas = Union[float, Sequence[float]]
+
+
+class GatedNetwork(nn.Module):
+    r"""Base class of :class:`ResNet`, :class:`ResNeXt` and :class:`DenseNet`.
+
+    A subclass builds its layers and calls :meth:`_init_gating` with one
+    :class:`SparseGate` holding every competition group of the network (or
+    ``None`` for the plain variant) and the stage of each group. The objective
+    is
+
+    .. math::
+        \mathcal{L}(D, W, A) + \sum_{s} \lambda_s \sum_{g \in s} \mathcal{R}(a^g),
+
+    and :meth:`penalty` returns the second term in one call. Because the
+    p-norm is positively homogeneous, :math:`\lambda_s \mathcal{R}(a) =
+    \mathcal{R}(\lambda_s a)`, so the weighted sum is one group reduction.
+
+    The gate values computed by ``forward`` in training mode are reused by the
+    next :meth:`penalty` call (one gate forward per step); they are recomputed
+    when the gate's parameters changed in between.
+    """
+
+    gate: Optional[SparseGate]
+    #: whether ``forward`` skips components whose gate is zero (their weights
+    #: then get no gradient, which data parallelism must be told about)
+    skips_dead_components: bool = False
+    #: what a competition group and a component are, for plots and reports
+    group_label: str = "group"
+    component_label: str = "component"
+
+    def _init_gating(self, gate: Optional[SparseGate], group_stage: Sequence[int],
+                     num_stages: int, lambdas: Lambdas) -> None:
+        self.gate = gate
+        self.num_stages = num_stages
+        if gate is not None:
+            gate.validate = False  # the layout is correct by construction; no sync per step
+        self.register_buffer("group_stage", torch.as_tensor(group_stage, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("_group_lambda", torch.zeros(len(group_stage)), persistent=False)
+        self._stash = None
+        self.set_lambdas(lambdas)
+
+    def reset_parameters(self) -> None:
+        """He (fan-out) initialization of convolutions, unit batch norms,
+        PyTorch's default for linear layers and the paper's gate initialization."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+                m.reset_running_stats()
+            elif isinstance(m, (nn.Linear, SparseGate)):
+                m.reset_parameters()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()   # the stash is part of an autograd graph:
+        state["_stash"] = None         # not copied (deepcopy, pickling)
+        return state
+
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
+
+    def set_lambdas(self, lambdas: Lambdas) -> None:
+        """Sets the penalty weight of every stage (one float, or one per stage)."""
+        name = self.__class__.__name__
+        if isinstance(lambdas, (int, float)):
+            lambdas = [float(lambdas)] * self.num_stages
+        lambdas = [float(v) for v in lambdas]
+        if len(lambdas) == 1:
+            lambdas = lambdas * self.num_stages
+        if len(lambdas) != self.num_stages or any(v < 0 for v in lambdas):
+            raise ValueError(f"'{name}' expects 'lambdas' to be one non-negative float or "
+                             f"{self.num_stages} of them, one per stage (got {lambdas})")
+        self.lambdas = tuple(lambdas)
+        lam = torch.tensor(lambdas, dtype=self._group_lambda.dtype,
+                           device=self._group_lambda.device)
+        self._group_lambda.copy_(lam[self.group_stage.to(lam.device)])
+
+    def gate_values(self) -> Optional[Tensor]:
+        """The gate forward of this step: ``[G, n]`` (dense) or ``[E]`` (ragged)."""
+        if self.gate is None:
+            return None
+        a = self.gate()
+        if self.training and torch.is_grad_enabled():
+            self._stash = (a, self._gate_version())
+        return a
+
+    def _gate_version(self) -> tuple:
+        return tuple(p._version for p in self.gate.parameters())
+
+    def penalty(self, p: float = 0.5) -> Tensor:
+        r""":math:`\sum_s \lambda_s \sum_{g\in s}\mathcal{R}(a^g)` (0 for the plain variant)."""
+        p = check_p(p)
+        if self.gate is None:
+            return self.group_stage.new_zeros((), dtype=torch.get_default_dtype())
+        stash, self._stash = self._stash, None
+        a = stash[0] if stash is not None and stash[1] == self._gate_version() else self.gate()
+        index = self.gate.index
+        weight = self._group_lambda if index is not None else self._group_lambda.unsqueeze(-1)
+        weighted = a * group_expand(weight, index)
+        return group_reduce(safe_pow(weighted, p), index, self.gate.num_groups).pow(1.0 / p).sum()
+
+    @torch.no_grad()
+    def gate_matrix(self) -> Optional[Tensor]:
+        """Gate values as a ``[G, n_max]`` matrix (ragged groups padded with NaN),
+        for plots and reports."""
+        if self.gate is None:
+            return None
+        a = self.gate().float().cpu()
+        if self.gate.index is None:
+            return a
+        sizes = self.gate.group_size.tolist()
+        out = torch.full((len(sizes), max(sizes)), float("nan"))
+        for g, seg in enumerate(a.split(sizes)):
+            out[g, :len(seg)] = seg
+        return out
+
+    def gate_parameters(self) -> Iterator[nn.Parameter]:
+        return iter(()) if self.gate is None else self.gate.parameters()
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        gate = set(map(id, self.gate_parameters()))
+        return (q for q in self.parameters() if id(q) not in gate)
+
+
+class ShortcutA(nn.Module):
+    """The parameter-free CIFAR shortcut of He et al. (2016), option A:
+    subsample by ``stride`` and pad the new channels with zeros."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, ::self.stride, ::self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - self.in_channels))
+
+
+def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The identity when shapes agree, else a 1x1 convolution and batch norm."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                         nn.BatchNorm2d(out_channels))
+
+
+class ShortcutOnly(nn.Module):
+    r"""What remains of a residual block whose residual branch was removed:
+    :math:`\mathrm{relu}(\mathrm{shortcut}(x) + b)`, with ``b`` the constant the
+    removed branch still contributed (the bias of its last batch norm), if any."""
+
+    def __init__(self, shortcut: nn.Module, bias: Optional[Tensor] = None) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.shortcut(x)
+        if self.bias is not None:
+            x = x + self.bias.view(1, -1, 1, 1)
+        return F.relu(x)
+
+
+def scaled_input_conv(conv: nn.Conv2d, x: Tensor, scale: Optional[Tensor]) -> Tensor:
+    """``conv(scale[c] * x[:, c])``, computed by scaling the weight's input
+    channels instead of the (much larger) activations."""
+    if scale is None:
+        return conv(x)
+    w = conv.weight * scale.to(conv.weight.dtype).view(1, -1, 1, 1)
+    return F.conv2d(x, w, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
