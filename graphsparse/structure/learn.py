@@ -13,8 +13,7 @@ from torch import Tensor
 from .io import GraphInput, PathLike, read_graph_input
 from .train import STRUCTURE_DEFAULTS, fit_structure
 
-#: Defaults for a user's graph: the library defaults with a symmetric adjacency
-#: (input graphs are read as undirected) and more epochs for small label sets.
+#: Defaults for a user's graph: the library's structure-learning defaults.
 LEARN_DEFAULTS: Dict[str, Any] = dict(STRUCTURE_DEFAULTS)
 
 
@@ -51,7 +50,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     * ``learned_graph.pt``: the same as a PyG ``Data`` (``edge_index``,
       ``edge_weight``, ``x``, ``y``, ``node_ids``);
     * ``summary.json``: accuracy on the held-out labelled nodes, edges kept and
-      removed, kept degree of every node, the settings and the input log;
+      removed, kept degree and predicted class of every node, the settings and
+      the input log;
     * ``graph.png``: the original and learned graphs (drawn for up to 300
       nodes; degree and weight histograms above that).
 
@@ -76,15 +76,18 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     model = result.model
     adj = model.adjacency
     x_in = gi.x if adj.scorer is not None else None
+    model.eval()
     with torch.no_grad():
         kept_index, kept_weight = adj.export(x_in)
+        pred = model(gi.x).argmax(-1)
     summary = _summarize(gi, adj, kept_index, kept_weight, result, cfg, train, val, true_y)
+    summary["predictions"] = {gi.node_ids[i]: gi.classes[c] for i, c in enumerate(pred.tolist())}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_outputs(out, gi, kept_index, kept_weight, summary)
     if plot:
         from .plot import plot_learned_graph
-        plot_learned_graph(gi, kept_index, kept_weight, out / "graph.png")
+        plot_learned_graph(gi, kept_index, kept_weight, out / "graph.png", pred)
     say(f"[result] validation accuracy {summary['val_acc']:.3f}; kept "
         f"{summary['edges']['original_kept']} of {summary['edges']['original']} edge entries "
         f"({summary['edges']['original_removed']} removed)")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -17,9 +17,12 @@ def _plt():
     return plt
 
 
-def plot_learned_graph(gi, kept_index: Tensor, kept_weight: Tensor, path: Path) -> None:
+def plot_learned_graph(gi, kept_index: Tensor, kept_weight: Tensor, path: Path,
+                       pred: Optional[Tensor] = None) -> None:
     """Original vs learned graph (networkx layout) for small graphs; kept
-    degree and edge-weight histograms for large ones."""
+    degree and edge-weight histograms for large ones. Nodes are coloured by
+    ``pred`` (the model's predicted class) when given, else by their label;
+    labelled nodes are drawn larger with a thick outline."""
     import networkx as nx
     plt = _plt()
     n = gi.num_nodes
@@ -36,21 +39,25 @@ def plot_learned_graph(gi, kept_index: Tensor, kept_weight: Tensor, path: Path) 
             wsum[key] = wsum.get(key, 0.0) + a
         learned.add_weighted_edges_from((u, v, w) for (u, v), w in wsum.items())
         pos = nx.spring_layout(orig, seed=0)
-        color = gi.y.tolist()
+        color = (pred if pred is not None else gi.y).tolist()
+        labelled = (gi.y >= 0).tolist()
+        sizes = [260 if lab else 110 for lab in labelled]
+        borders = [2.0 if lab else 0.4 for lab in labelled]
         fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
         for ax, g, title in ((axes[0], orig, f"input graph ({orig.number_of_edges()} edges)"),
                              (axes[1], learned, f"learned graph ({learned.number_of_edges()} edges)")):
             widths = [0.5 + 3 * g[u][v].get("weight", 0.3) for u, v in g.edges()]
             nx.draw_networkx_edges(g, pos, ax=ax, width=widths, alpha=0.6)
-            nx.draw_networkx_nodes(g, pos, ax=ax, node_size=120, cmap="tab10",
-                                   node_color=[c if c >= 0 else -1 for c in color],
-                                   vmin=-1, vmax=9, edgecolors="k", linewidths=0.5)
+            nx.draw_networkx_nodes(g, pos, ax=ax, node_size=sizes, cmap="tab10",
+                                   node_color=[c if c >= 0 else 7 for c in color],
+                                   vmin=0, vmax=9, edgecolors="k", linewidths=borders)
             if n <= 60:
                 nx.draw_networkx_labels(g, pos, ax=ax, labels={i: gi.node_ids[i] for i in range(n)},
                                         font_size=6)
             ax.set_title(title)
             ax.axis("off")
-        fig.suptitle("colour: given label (grey-blue: unlabelled); width: learned weight")
+        what = "predicted class" if pred is not None else "label (grey: unlabelled)"
+        fig.suptitle(f"colour: {what}; large nodes: labelled; edge width: learned weight")
     else:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         d_in = torch.bincount(gi.edge_index[1], minlength=n)
