@@ -52,6 +52,15 @@ def run_method(name, fit, data, edge_index, is_added, seeds, config, progress):
                edge_sparsity=statistics.fmean(r.edge_sparsity for r in results),
                seconds_per_epoch=statistics.fmean(r.seconds_per_epoch for r in results),
                test_acc_per_seed=[100 * r.test_acc for r in results])
+    if fit is fit_structure:
+        # The same runs, selected on validation accuracy whatever the sparsity
+        # (the checkpoint sparsity constraint lifted): read off the histories.
+        free = [max(r.history, key=lambda h: (h["val_acc"], h["epoch"])) for r in results]
+        m, sd = mean_std([100 * h["test_acc"] for h in free])
+        rec["any_sparsity"] = dict(test_acc_mean=m, test_acc_std=sd,
+                                   val_acc_mean=mean_std([100 * h["val_acc"] for h in free])[0],
+                                   edge_sparsity=statistics.fmean(h["edge_sparsity"] for h in free),
+                                   epoch=[h["epoch"] for h in free])
     if fit is fit_structure and is_added is not None:
         cand = results[0].model.adjacency.edge_index
         added, original = _candidate_masks(cand, edge_index, is_added)
@@ -79,6 +88,7 @@ def main():
     parser.add_argument("--dataset", default="Cora", choices=["Cora", "CiteSeer", "PubMed"])
     parser.add_argument("--root", default=None, help="data root (default: $GRAPHSPARSE_DATA)")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seed-offset", type=int, default=0, help="first seed")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--normalizations", nargs="+", default=NORMALIZATIONS,
                         choices=NORMALIZATIONS)
@@ -90,14 +100,17 @@ def main():
     parser.add_argument("--lam", type=float, default=None, help="override the penalty weight")
     parser.add_argument("--gate-lr", type=float, default=None)
     parser.add_argument("--scorer", default="default", choices=["default", "free", "dot", "mlp", "cosine"])
-    parser.add_argument("--quick", action="store_true", help="1 seed, 30 epochs")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, 30 epochs, the gate learned from epoch 10 (a smoke test)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="results")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs = 1, 30
 
+    torch.set_num_threads(args.threads)
     data = load_planetoid(args.dataset, root=args.root, device=args.device)
     edge_index, is_added = data.edge_index, None
     if args.add_edges or args.drop_edges:
@@ -105,8 +118,10 @@ def main():
                                              drop=args.drop_edges, seed=args.noise_seed)
         print(f"corrupted graph: {data.edge_index.size(1)} -> {edge_index.size(1)} directed edges "
               f"({int(is_added.sum())} added)")
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     cfg = dict(epochs=args.epochs)
+    if args.quick:  # the gate must start within the 30 epochs
+        cfg.update(gate_start=10, warmup=10)
     if args.lam is not None:
         cfg["lam"] = args.lam
     if args.gate_lr is not None:
@@ -145,6 +160,9 @@ def main():
                 f"{r['delta_vs_gcn']:>+9.2f}{r['edge_sparsity']:>10.3f}{r['seconds_per_epoch']:>9.4f}")
         if "added_edges_pruned" in r:
             line += f"{r['added_edges_pruned']:>14.3f}{r['original_edges_pruned']:>13.3f}"
+        if "any_sparsity" in r:
+            a = r["any_sparsity"]
+            line += f"   [any sparsity: {a['test_acc_mean']:.2f} ± {a['test_acc_std']:.2f} at {a['edge_sparsity']:.3f}]"
         print(line)
     if args.dataset in PUBLISHED:
         gaps = {k: round(best["test_acc_mean"] - v, 2) for k, v in PUBLISHED[args.dataset].items()}
@@ -153,11 +171,16 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"planetoid_{args.dataset.lower()}" + (f"_add{args.add_edges:g}" if args.add_edges else "") \
-        + (f"_drop{args.drop_edges:g}" if args.drop_edges else "")
+        + (f"_drop{args.drop_edges:g}" if args.drop_edges else "") \
+        + (f"_seeds{seeds[0]}-{seeds[-1]}" if args.seed_offset else "")
     report = dict(records=records, most_accurate=dict(
         method=best["method"], test_acc_mean=best["test_acc_mean"],
         edge_sparsity=best["edge_sparsity"], selected_by="validation accuracy",
         settings=best.get("settings")),
+        most_accurate_any_sparsity=max(
+            ([dict(method=r["method"], **r["any_sparsity"]) for r in records[1:]]
+             or [dict(method=records[0]["method"], test_acc_mean=records[0]["test_acc_mean"])]),
+            key=lambda r: r.get("val_acc_mean") or 0.0),
         published=PUBLISHED.get(args.dataset),
         gap_to_published={k: best["test_acc_mean"] - v
                           for k, v in PUBLISHED.get(args.dataset, {}).items()})

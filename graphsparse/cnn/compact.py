@@ -44,6 +44,7 @@ def bn_eval_bias(bn: nn.BatchNorm2d) -> Tensor:
 
 
 def _compact_resnet(model: ResNet, a: Tensor) -> None:
+    a = a * model.gate_scale
     for s, stage in enumerate(model.stages):
         kept: List[nn.Module] = []
         for i, block in enumerate(stage):

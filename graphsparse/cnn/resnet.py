@@ -64,6 +64,14 @@ class ResNet(GatedNetwork):
             :math:`\lambda_s`. (default: ``0.0``)
         normalization (str): the gate's normalization. (default: ``"sum"``)
         in_channels (int): image channels. (default: ``3``)
+        rescale (bool): multiply the gates by the number of blocks ``n`` in
+            the forward pass, :math:`x_{i+1} = x_i + n\,a^s_i f^s_i(x_i)`, so
+            that uniform gates (:math:`a = 1/n`, the initialization) reproduce
+            the plain ResNet exactly instead of shrinking every residual branch
+            by :math:`n`; which blocks are zero, and the penalty on :math:`a`,
+            are unchanged. On a 12-epoch CPU schedule the unscaled gates cost
+            about 6 points of accuracy even with no block removed.
+            (default: ``True``)
 
     Shapes:
         - **input:** ``[B, in_channels, H, W]``
@@ -77,7 +85,7 @@ class ResNet(GatedNetwork):
     def __init__(self, depth: int = 20, num_classes: int = 10,
                  widths: Sequence[int] = (16, 32, 64), gated: bool = True,
                  lambdas: Lambdas = 0.0, normalization: str = "sum",
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, rescale: bool = True) -> None:
         super().__init__()
         name = self.__class__.__name__
         check_positive_int(depth, "depth", name, minimum=8)
@@ -87,6 +95,9 @@ class ResNet(GatedNetwork):
         check_choice(normalization, ("sum", "null", "none"), "normalization", name)
         self.depth, self.num_classes, self.widths = depth, num_classes, tuple(widths)
         self.blocks_per_stage = n = (depth - 2) // 6
+        self.rescale = bool(rescale)
+        #: multiplies every gate value in the forward pass (n with ``rescale``)
+        self.gate_scale = float(n) if rescale else 1.0
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         stages, c = [], widths[0]
@@ -110,7 +121,7 @@ class ResNet(GatedNetwork):
                 if alive is None:
                     x = block(x)
                 elif alive[s][i]:
-                    x = block(x, a[s, i])
+                    x = block(x, a[s, i] * self.gate_scale)
                 elif not isinstance(block.shortcut, nn.Identity):
                     x = F.relu(block.shortcut(x))            # dead transition block
                 # else: a dead block is the identity; skip it

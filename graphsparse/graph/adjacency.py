@@ -43,15 +43,16 @@ class _Candidates(NamedTuple):
 
 
 def _candidates(edge_index: Tensor, num_nodes: int, add_self_loops: bool,
-                symmetric: bool) -> _Candidates:
+                symmetric: bool, gate_self_loops: bool = True) -> _Candidates:
     ei = edge_index.long()
     if symmetric:
         ei = to_undirected(ei, num_nodes=num_nodes)
     if add_self_loops:
         ei, _ = add_remaining_self_loops(ei, num_nodes=num_nodes)
     ei = coalesce(ei, num_nodes=num_nodes)
-    beta0_row = init_beta(torch.bincount(ei[1], minlength=num_nodes))
-    beta0_col = init_beta(torch.bincount(ei[0], minlength=num_nodes))
+    counted = ei if gate_self_loops else ei[:, ei[0] != ei[1]]
+    beta0_row = init_beta(torch.bincount(counted[1], minlength=num_nodes))
+    beta0_col = init_beta(torch.bincount(counted[0], minlength=num_nodes))
     pair = pair_rep = None
     if symmetric:
         key = torch.minimum(ei[0], ei[1]) * num_nodes + torch.maximum(ei[0], ei[1])
@@ -155,6 +156,23 @@ class GatedAdjacency(nn.Module):
             logits, e.g. :class:`~graphsparse.graph.EdgeScorer`; ``x`` is then
             required by every method. (default: ``None``, free logits)
         activation (str): ``"sigmoid"`` (the paper) or ``"exp"``.
+        gate_self_loops (bool): self-loops compete in their row and column
+            like any edge (the paper). With ``False`` they are kept out of
+            the competitions and always on: before the normalization the
+            self-loop of node :math:`i` gets the largest gated weight of its
+            row, :math:`\tilde A_{ii} = \max_{j \ne i} \tilde A_{ij}` (one
+            where the whole row is pruned), i.e. the weight of its strongest
+            neighbour, as in GCN's :math:`A + I`. Otherwise a row whose
+            gates are all alike is pruned at once, self-loop included, and
+            its node's output is the bias only. (default: ``True``)
+        unit_init (bool): divide every gated weight by its value at the
+            initialization (all logits zero, thresholds at their initial
+            :math:`\beta_0`), so that the initial :math:`\tilde A` is the
+            candidate graph with unit weights: ``"sym"`` then starts exactly
+            at GCN's :math:`D^{-1/2}(A+I)D^{-1/2}`. Without it the product
+            :math:`r_{ij} c_{ij}` starts at about
+            :math:`\tfrac14 \tfrac{n_i}{n_i+1} \tfrac{n_j}{n_j+1}`, which
+            favours high-degree sources, unlike GCN. (default: ``False``)
 
     Shapes:
         - **input:** ``x`` ``[N, F]`` (with a scorer), optional ``edge_index``
@@ -165,7 +183,8 @@ class GatedAdjacency(nn.Module):
     def __init__(self, edge_index: Tensor, num_nodes: Optional[int] = None, *,
                  groups: str = "both", normalization: str = "sinkhorn", num_iters: int = 10,
                  add_self_loops: bool = True, symmetric: bool = False,
-                 scorer: Optional[nn.Module] = None, activation: str = "sigmoid") -> None:
+                 scorer: Optional[nn.Module] = None, activation: str = "sigmoid",
+                 gate_self_loops: bool = True, unit_init: bool = False) -> None:
         super().__init__()
         name = self.__class__.__name__
         check_choice(groups, GROUPS, "groups", name)
@@ -185,8 +204,11 @@ class GatedAdjacency(nn.Module):
         self.add_self_loops = bool(add_self_loops)
         self.symmetric = bool(symmetric)
         self.activation = activation
+        self.gate_self_loops = bool(gate_self_loops)
+        self.unit_init = bool(unit_init)
 
-        cand = _candidates(edge_index, self.num_nodes, self.add_self_loops, self.symmetric)
+        cand = _candidates(edge_index, self.num_nodes, self.add_self_loops, self.symmetric,
+                           self.gate_self_loops)
         self.register_buffer("edge_index", cand.edge_index)
         self.register_buffer("beta0_row", cand.beta0_row, persistent=False)
         self.register_buffer("beta0_col", cand.beta0_col, persistent=False)
@@ -195,6 +217,9 @@ class GatedAdjacency(nn.Module):
 
         self.scorer = scorer
         self._reuse = None
+        # An additive, non-learned prior on the logits of the stored candidates
+        # (see set_logit_prior); zeros: the paper's gate.
+        self.register_buffer("logit_prior", torch.zeros(cand.edge_index.size(1)))
         beta_shape = (self.num_nodes,) if scorer is None else ()
         if scorer is None:
             n = cand.edge_index.size(1) if cand.pair is None else cand.pair_rep.numel()
@@ -247,11 +272,35 @@ class GatedAdjacency(nn.Module):
             raise ValueError(f"'{name}' needs the node features 'x' with another 'edge_index'")
         num_nodes = check_edge_index(edge_index, x.size(0), name)
         cand = _candidates(edge_index.to(x.device), num_nodes, self.add_self_loops,
-                           self.symmetric)
+                           self.symmetric, self.gate_self_loops)
         dtype = self.beta_row.dtype if self.beta_row is not None else self.beta_col.dtype
         return cand._replace(beta0_row=cand.beta0_row.to(dtype), beta0_col=cand.beta0_col.to(dtype))
 
+    @torch.no_grad()
+    def set_logit_prior(self, prior: Optional[Tensor]) -> None:
+        r"""Sets a constant prior :math:`\pi` (``[E]``, aligned with
+        :attr:`edge_index`) added to the gate logits of the stored candidates,
+        :math:`\alpha_{ij} + \pi_{ij}`; ``None`` resets it to zero. It is a
+        buffer, not a parameter: no gradient flows into it. The structure
+        trainer (:func:`~graphsparse.structure.fit_structure`, ``prior=``)
+        sets it from the agreement of the endpoints' predicted class
+        distributions, so that an edge whose endpoints disagree loses its row
+        and column competitions without any per-edge parameter having to be
+        fitted on the few training labels."""
+        if prior is None:
+            self.logit_prior.zero_()
+            return
+        if prior.shape != self.logit_prior.shape:
+            raise ValueError(f"'{self.__class__.__name__}.set_logit_prior' expects shape "
+                             f"{tuple(self.logit_prior.shape)} (got {tuple(prior.shape)})")
+        self.logit_prior.copy_(prior)
+
     def _logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
+        stored = cand.edge_index is self.edge_index
+        logits = self._raw_logits(x, cand)
+        return logits + self.logit_prior if stored else logits
+
+    def _raw_logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
         if self.scorer is None:
             return self.alpha if cand.pair is None else self.alpha.index_select(0, cand.pair)
         if x is None:
@@ -271,17 +320,43 @@ class GatedAdjacency(nn.Module):
         alpha = self._logits(x, cand)
         alpha = LOGIT_FLOOR + F.softplus(alpha - LOGIT_FLOOR)
         n, act = cand.num_nodes, self.activation
-        weight = None
-        if self.beta_row is not None:   # row competition (also columns when symmetric)
-            weight = sparse_gate(alpha, self._beta(self.beta_row, cand.beta0_row), cand.row, n,
-                                 "none", act, validate=False)
-        if self.groups != "row":
-            beta_col = self.beta_row if self.symmetric else self.beta_col
-            col = sparse_gate(alpha, self._beta(beta_col, cand.beta0_col), cand.col, n,
-                              "none", act, validate=False)
-            weight = col if weight is None else weight * col
+        row, col = cand.row, cand.col
+        loop = None
+        if not self.gate_self_loops:
+            loop = row == col
+            alpha, row, col = alpha[~loop], row[~loop], col[~loop]
+        weight = self._gate(alpha, row, col, cand, n, act, init=False)
+        if self.unit_init:
+            with torch.no_grad():
+                w0 = self._gate(torch.zeros_like(alpha), row, col, cand, n, act, init=True)
+            weight = weight / w0.clamp_min(torch.finfo(w0.dtype).tiny)
+        if loop is not None:   # always-on self-loops: the row's strongest gated weight
+            top = weight.new_zeros(n).scatter_reduce(0, row, weight, reduce="amax",
+                                                     include_self=True)
+            top = torch.where(top > 0, top, torch.ones_like(top))
+            full = weight.new_zeros(loop.numel())
+            full = full.masked_scatter(~loop, weight)
+            weight = full.masked_scatter(loop, top.index_select(0, cand.row[loop]))
         return _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
                                self.num_iters)
+
+    def _gate(self, alpha: Tensor, row: Tensor, col: Tensor, cand: _Candidates, n: int,
+              act: str, init: bool) -> Tensor:
+        """Row and/or column gate outputs (their product); ``init``: with the
+        initial thresholds."""
+        weight = None
+        if self.beta_row is not None:   # row competition (also columns when symmetric)
+            beta = cand.beta0_row if init else self._beta(self.beta_row, cand.beta0_row)
+            weight = sparse_gate(alpha, beta, row, n, "none", act, validate=False)
+        if self.groups != "row":
+            if init:
+                beta_col = cand.beta0_row if self.symmetric else cand.beta0_col
+            else:
+                beta_col = (self._beta(self.beta_row, cand.beta0_row) if self.symmetric
+                            else self._beta(self.beta_col, cand.beta0_col))
+            gc = sparse_gate(alpha, beta_col, col, n, "none", act, validate=False)
+            weight = gc if weight is None else weight * gc
+        return weight
 
     def _evaluate(self, x: Optional[Tensor],
                   edge_index: Optional[Tensor]) -> Tuple[_Candidates, Tensor]:
@@ -393,4 +468,5 @@ class GatedAdjacency(nn.Module):
         scorer = "free logits" if self.scorer is None else "scorer"
         return (f"num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
                 f"groups={self.groups!r}, normalization={self.normalization!r}, "
-                f"num_iters={self.num_iters}, symmetric={self.symmetric}, {scorer}")
+                f"num_iters={self.num_iters}, symmetric={self.symmetric}, "
+                f"gate_self_loops={self.gate_self_loops}, {scorer}")

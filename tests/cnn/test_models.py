@@ -56,17 +56,19 @@ def test_densenet_layer_equals_explicit_scale_and_concat():
     torch.testing.assert_close(layer(feats, a), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rescale", [True, False])
 @pytest.mark.parametrize("train", [False, True])
-def test_resnet_with_equal_gates_equals_plain(train):
-    gated, plain = TINY["resnet"](), TINY["resnet"](gated=False)
+def test_resnet_with_equal_gates_equals_plain(train, rescale):
+    gated, plain = TINY["resnet"](rescale=rescale), TINY["resnet"](gated=False)
     randomize_bn(gated)
     plain.load_state_dict(gated.state_dict(), strict=False)
     n = gated.blocks_per_stage
-    with torch.no_grad():                               # equal gates: a = 1 / n everywhere
+    constant = gated.gate_scale / n                     # equal gates: a = 1 / n everywhere
+    with torch.no_grad():
         for stage in plain.stages:
             for block in stage:
-                block.bn2.weight.div_(n)
-                block.bn2.bias.div_(n)
+                block.bn2.weight.mul_(constant)
+                block.bn2.bias.mul_(constant)
     gated.train(train), plain.train(train)
     assert torch.allclose(gated.gate(), torch.full((3, n), 1.0 / n))
     x = torch.randn(3, 3, 16, 16)

@@ -1,0 +1,114 @@
+"""The pieces of the default structure-learning recipe: always-on self-loops,
+the logit prior, and the trainer's options, on small graphs."""
+import pytest
+import torch
+
+from graphsparse.graph import GatedAdjacency
+from graphsparse.structure import STRUCTURE_DEFAULTS, fit_structure
+
+
+def star_and_path():
+    # 0 is a hub of 1..4; 4 - 5 - 6 a path; both directions
+    pairs = [(0, 1), (0, 2), (0, 3), (0, 4), (4, 5), (5, 6)]
+    src = [a for a, b in pairs] + [b for a, b in pairs]
+    dst = [b for a, b in pairs] + [a for a, b in pairs]
+    return torch.tensor([src, dst]), 7
+
+
+def test_fixed_self_loops_never_pruned():
+    ei, n = star_and_path()
+    adj = GatedAdjacency(ei, n, normalization="none", gate_self_loops=False)
+    with torch.no_grad():
+        adj.beta_row.fill_(5.0)          # thresholds above every gate: all edges pruned
+        adj.beta_col.fill_(5.0)
+    values = adj.edge_values()
+    loop = adj.edge_index[0] == adj.edge_index[1]
+    assert (values[~loop] == 0).all()
+    assert (values[loop] == 1).all()      # an empty row keeps its self-loop at one
+
+
+def test_fixed_self_loop_is_row_max_and_gets_gradient():
+    ei, n = star_and_path()
+    adj = GatedAdjacency(ei, n, normalization="none", gate_self_loops=False)
+    with torch.no_grad():
+        adj.alpha.copy_(torch.linspace(-1, 1, adj.alpha.numel()))
+    values = adj.edge_values()
+    row, col = adj.edge_index[1], adj.edge_index[0]
+    loop = row == col
+    for i in range(n):
+        others = values[(row == i) & ~loop]
+        assert torch.isclose(values[(row == i) & loop][0], others.max())
+    adj.edge_values().sum().backward()
+    assert adj.alpha.grad is not None and torch.isfinite(adj.alpha.grad).all()
+    # beta init counts the neighbours only: a node of one neighbour keeps it
+    assert torch.isclose(adj.beta0_row[6], torch.tensor(0.0))
+
+
+def test_gated_self_loops_default_unchanged():
+    ei, n = star_and_path()
+    adj = GatedAdjacency(ei, n)
+    assert adj.gate_self_loops and torch.count_nonzero(adj.logit_prior) == 0
+
+
+def test_logit_prior_prunes_and_resets():
+    ei, n = star_and_path()
+    adj = GatedAdjacency(ei, n, normalization="row", gate_self_loops=False)
+    base = adj.edge_values()
+    target = ((adj.edge_index[0] == 1) & (adj.edge_index[1] == 0)).nonzero().item()
+    prior = torch.zeros(adj.num_edges)
+    prior[target] = -8.0
+    adj.set_logit_prior(prior)
+    assert adj.edge_values()[target] == 0          # loses the hub's row competition
+    assert not any(p is adj.logit_prior for p in adj.parameters())
+    adj.set_logit_prior(None)
+    assert torch.allclose(adj.edge_values(), base)
+    with pytest.raises(ValueError, match="set_logit_prior"):
+        adj.set_logit_prior(torch.zeros(3))
+
+
+def two_communities(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.nn.functional.one_hot(y, 2).float() + 0.8 * torch.randn(n, 2, generator=g)
+    src, dst = torch.randint(0, n, (2, 6 * n), generator=g)
+    keep = src != dst
+    ei = torch.stack([src[keep], dst[keep]])
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    train = torch.zeros(n, dtype=torch.bool)
+    train[:8] = True
+    val = torch.zeros(n, dtype=torch.bool)
+    val[8:20] = True
+    return x, ei, y, train, val, ~(train | val)
+
+
+def test_recipe_defaults_run_and_select_sparse_checkpoint():
+    x, ei, y, train, val, test = two_communities()
+    cfg = dict(epochs=40, gate_start=10, warmup=10, threshold_lr=0.1)
+    res = fit_structure(x, ei, y, train, val, test, config=cfg, seed=0)
+    assert res.epoch >= 10 or res.edge_sparsity >= STRUCTURE_DEFAULTS["min_sparsity"]
+    prior = res.model.adjacency.logit_prior
+    assert prior.abs().sum() > 0 and (prior <= 3 * STRUCTURE_DEFAULTS["prior_features"]).all()
+    # before gate_start the gate does not move
+    res0 = fit_structure(x, ei, y, train, val, test, config=dict(cfg, epochs=5), seed=0)
+    assert torch.count_nonzero(res0.model.adjacency.alpha) == 0
+
+
+def test_paper_training_still_available():
+    x, ei, y, train, val, test = two_communities()
+    cfg = dict(epochs=5, prior=None, gate_start=0, gate_self_loops=True, threshold_lr=None,
+               min_sparsity=0.0, normalization="sinkhorn", degree_scaled_thresholds=True)
+    res = fit_structure(x, ei, y, train, val, test, config=cfg, seed=0)
+    assert torch.count_nonzero(res.model.adjacency.logit_prior) == 0
+    assert res.model.adjacency.alpha.abs().sum() > 0
+
+
+def test_unit_init_sym_is_gcn_normalization():
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    ei, n = star_and_path()
+    adj = GatedAdjacency(ei, n, normalization="sym", gate_self_loops=False, unit_init=True)
+    values = adj.edge_values().detach()
+    ref_ei, ref_w = gcn_norm(ei, None, n, add_self_loops=True)
+    key = adj.edge_index[0] * n + adj.edge_index[1]
+    ref_key = ref_ei[0] * n + ref_ei[1]
+    assert torch.equal(key.sort().values, ref_key.sort().values)
+    assert torch.allclose(values[key.argsort()], ref_w[ref_key.argsort()], atol=1e-6)
