@@ -244,7 +244,7 @@ def fit_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
                     adj.set_logit_prior(prior)
         if bar is not None:
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_acc']:.3f}",
-                            sparsity=f"{sparsity:.2f}")
+                            sparsity=f"{sparsity:.2f}", refresh=False)
     seconds = (time.perf_counter() - t0) / max(cfg["epochs"], 1)
     if best is None:  # never reached min_sparsity: fall back to the last epoch
         best = dict(history[-1], state=copy.deepcopy(model.state_dict()), values=values.clone())
