@@ -75,10 +75,7 @@ def run_method(name, fit, data, edge_index, is_added, seeds, config, progress):
 def _candidate_masks(cand, edge_index, is_added):
     """Which candidate edges are added noise and which are original (non-loop) edges."""
     n = int(max(cand.max(), edge_index.max())) + 1
-    key = edge_index[0] * n + edge_index[1]
-    added_keys = set(key[is_added].tolist())
-    ck = (cand[0] * n + cand[1]).tolist()
-    added = torch.tensor([k in added_keys for k in ck])
+    added = torch.isin(cand[0] * n + cand[1], (edge_index[0] * n + edge_index[1])[is_added])
     loops = cand[0] == cand[1]
     return added, ~added & ~loops
 

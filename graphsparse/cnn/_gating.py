@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import SparseGate, group_expand, group_reduce, safe_pow
+from ..core import SparseGate, group_expand, pnorm_penalty
 from ..utils.validation import check_p
 
 Lambdas = Union[float, Sequence[float]]
@@ -114,8 +114,9 @@ class GatedNetwork(nn.Module):
         a = stash[0] if stash is not None and stash[1] == self._gate_version() else self.gate()
         index = self.gate.index
         weight = self._group_lambda if index is not None else self._group_lambda.unsqueeze(-1)
-        weighted = a * group_expand(weight, index)
-        return group_reduce(safe_pow(weighted, p), index, self.gate.num_groups).pow(1.0 / p).sum()
+        # R is 1-homogeneous: R(lambda a) = lambda R(a) for lambda >= 0
+        return pnorm_penalty(a * group_expand(weight, index), index, self.gate.num_groups, p,
+                             validate=False)
 
     @torch.no_grad()
     def gate_matrix(self) -> Optional[Tensor]:

@@ -220,7 +220,7 @@ class SparseGate(nn.Module):
     def penalty(self, p: float = 0.5) -> Tensor:
         """Sum over groups of the p-norm penalty of the gate values."""
         from .penalty import pnorm_penalty
-        return pnorm_penalty(self(), self.index, self.num_groups, p=p)
+        return pnorm_penalty(self(), self.index, self.num_groups, p=p, validate=False)
 
     @torch.no_grad()
     def mask(self) -> Tensor:

@@ -26,7 +26,7 @@ def safe_pow(a: Tensor, p: float, eps: float = 1e-12) -> Tensor:
 
 
 def pnorm_penalty(a: Tensor, index: Optional[Tensor] = None, num_groups: Optional[int] = None,
-                  p: float = 0.5, eps: float = 1e-12) -> Tensor:
+                  p: float = 0.5, eps: float = 1e-12, validate: bool = True) -> Tensor:
     r"""Sum over groups of the p-norm :math:`\mathcal{R}(a_g) =
     (\sum_{i\in g} |a_i|^p)^{1/p}`, :math:`0 < p \le 1` (the paper uses 0.5).
 
@@ -42,12 +42,15 @@ def pnorm_penalty(a: Tensor, index: Optional[Tensor] = None, num_groups: Optiona
         num_groups (int, optional): number of ragged groups.
         p (float): the exponent, in ``(0, 1]``. (default: ``0.5``)
         eps (float): below it :math:`|a|^p` is continued linearly.
+        validate (bool): check ``index`` (its range costs a device
+            synchronization); callers whose layout was checked once pass
+            ``False``. (default: ``True``)
 
     Returns:
         A scalar tensor.
     """
     p = check_p(p)
-    if index is not None:
+    if index is not None and (validate or num_groups is None):
         num_groups = check_index(index, num_groups, "index", length=a.numel())
     s = group_reduce(safe_pow(a, p, eps), index, num_groups)
     return s.pow(1.0 / p).sum()

@@ -58,27 +58,23 @@ def corrupt_edges(edge_index: Tensor, num_nodes: int, add: float = 0.0, drop: fl
     if n_add > max_pairs - m:
         raise ValueError(f"'add' = {add} asks for {n_add} new edges but only "
                          f"{max_pairs - m} node pairs are free")
-    # dropped edges are not re-added as "new" ones
-    existing = set((original[0] * num_nodes + original[1]).tolist())
-    new = torch.empty(2, 0, dtype=torch.long)
-    while new.size(1) < n_add:
-        k = 2 * (n_add - new.size(1)) + 16
+    # pairs are coded as lo * N + hi; dropped edges are not re-added as "new" ones
+    taken = original[0] * num_nodes + original[1]
+    new_codes = torch.empty(0, dtype=torch.long)
+    while new_codes.numel() < n_add:
+        k = 2 * (n_add - new_codes.numel()) + 16
         cand = torch.randint(0, num_nodes, (2, k), generator=g)
         lo, hi = cand.min(0).values, cand.max(0).values
-        code = lo * num_nodes + hi
-        ok = lo != hi
-        code = code[ok]
-        # keep first occurrences only, and only pairs not seen before
-        fresh = []
-        for c in code.tolist():
-            if c not in existing:
-                existing.add(c)
-                fresh.append(c)
-                if new.size(1) + len(fresh) == n_add:
-                    break
-        if fresh:
-            f = torch.tensor(fresh, dtype=torch.long)
-            new = torch.cat([new, torch.stack([f // num_nodes, f % num_nodes])], 1)
+        code = (lo * num_nodes + hi)[lo != hi]
+        code = code[~torch.isin(code, taken)]
+        # the first occurrence of every pair, in the order drawn
+        uniq, inverse = torch.unique(code, return_inverse=True)
+        first = torch.full((uniq.numel(),), code.numel()).scatter_reduce(
+            0, inverse, torch.arange(code.numel()), reduce="amin")
+        code = code[first.sort().values][: n_add - new_codes.numel()]
+        taken = torch.cat([taken, code])
+        new_codes = torch.cat([new_codes, code])
+    new = torch.stack([new_codes // num_nodes, new_codes % num_nodes])
     both = torch.cat([pairs, new], 1)
     is_added = torch.cat([torch.zeros(pairs.size(1), dtype=torch.bool),
                           torch.ones(new.size(1), dtype=torch.bool)])

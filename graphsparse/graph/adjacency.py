@@ -422,8 +422,8 @@ class GatedAdjacency(nn.Module):
         them or a parameter changes."""
         reused = self._recall(x, edge_index)
         cand, values = reused if reused is not None else self._evaluate(x, edge_index)
-        return (pnorm_penalty(values, cand.row, cand.num_nodes, p)
-                + pnorm_penalty(values, cand.col, cand.num_nodes, p))
+        return (pnorm_penalty(values, cand.row, cand.num_nodes, p, validate=False)
+                + pnorm_penalty(values, cand.col, cand.num_nodes, p, validate=False))
 
     @torch.no_grad()
     def edge_sparsity(self, x: Optional[Tensor] = None) -> float:

@@ -18,13 +18,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..core import group_reduce
 from ._ops import scale_edges
 from ._validate import check_graph
-
-
-def degree(index: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
-    """Weighted degree ``[N]``: the sum of ``weight`` over each node of ``index``."""
-    return weight.new_zeros(num_nodes).index_add(0, index, weight)
 
 
 def inv_degree(deg: Tensor, exponent: float = 1.0, eps: float = 0.0) -> Tensor:
@@ -45,11 +41,11 @@ def inv_degree(deg: Tensor, exponent: float = 1.0, eps: float = 0.0) -> Tensor:
 
 
 def _row_norm(row: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
-    return scale_edges(weight, inv_degree(degree(row, weight, num_nodes)), row)
+    return scale_edges(weight, inv_degree(group_reduce(weight, row, num_nodes)), row)
 
 
 def _sym_norm(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
-    d = inv_degree(degree(row, weight, num_nodes), 0.5)
+    d = inv_degree(group_reduce(weight, row, num_nodes), 0.5)
     return scale_edges(scale_edges(weight, d, row), d, col)
 
 

@@ -16,7 +16,8 @@ from torch import Tensor
 from ..utils.validation import check_positive_int
 from ._ops import scale_edges
 from ._validate import check_graph
-from .norm import degree, inv_degree
+from ..core import group_reduce
+from .norm import inv_degree
 
 
 def _eps(weight: Tensor, eps: Optional[float]) -> float:
@@ -31,12 +32,12 @@ def _sinkhorn(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int, num_iter
     a = weight
     for _ in range(num_iters):
         if balanced:
-            r = inv_degree(degree(row, a, num_nodes), 0.5, eps)
-            c = inv_degree(degree(col, a, num_nodes), 0.5, eps)
+            r = inv_degree(group_reduce(a, row, num_nodes), 0.5, eps)
+            c = inv_degree(group_reduce(a, col, num_nodes), 0.5, eps)
             a = scale_edges(scale_edges(a, r, row), c, col)
         else:
-            a = scale_edges(a, inv_degree(degree(row, a, num_nodes), 1.0, eps), row)
-            a = scale_edges(a, inv_degree(degree(col, a, num_nodes), 1.0, eps), col)
+            a = scale_edges(a, inv_degree(group_reduce(a, row, num_nodes), 1.0, eps), row)
+            a = scale_edges(a, inv_degree(group_reduce(a, col, num_nodes), 1.0, eps), col)
     return a
 
 
@@ -48,7 +49,7 @@ def sinkhorn_error(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
     eps = _eps(weight, eps)
     err = weight.new_zeros(())
     for index in (row, col):
-        s = degree(index, weight, num_nodes)
+        s = group_reduce(weight, index, num_nodes)
         dev = torch.where(s > eps, (s - 1).abs(), torch.zeros_like(s))
         if dev.numel() > 0:
             err = torch.maximum(err, dev.max())

@@ -17,27 +17,14 @@ The penalties follow the paper's objective ``mean loss + lam / N * R(W)``:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..utils.validation import check_positive_int
+from ..utils.validation import check_nonnegative, check_positive_int
 from ._layers import collect_layers
 from .metrics import ZERO_TOL, prune_small_, sparsity_report
-
-
-def check_nonnegative(value: Any, name: str, owner: str, strict: bool = False) -> float:
-    """A finite float ``>= 0`` (``> 0`` when ``strict``), else a ``ValueError``
-    naming ``name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value) and (value > 0 if strict else value >= 0)
-    if not ok:
-        bound = "> 0" if strict else ">= 0"
-        raise ValueError(f"'{owner}' expects '{name}' to be a finite number {bound} "
-                         f"(got {value!r})")
-    return float(value)
 
 
 class StructuredRegularizer:

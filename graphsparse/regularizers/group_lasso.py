@@ -8,7 +8,8 @@ from typing import Iterable, Optional
 
 from torch import Tensor, nn
 
-from .base import StructuredRegularizer, check_nonnegative
+from ..utils.validation import check_nonnegative
+from .base import StructuredRegularizer
 
 
 def group_lasso_penalty(matrix: Tensor) -> Tensor:

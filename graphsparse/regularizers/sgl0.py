@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from ..utils.validation import check_choice, check_positive_int
-from .base import StructuredRegularizer, check_nonnegative
+from ..utils.validation import check_nonnegative
+from .base import StructuredRegularizer
 from .group_lasso import group_lasso_penalty
 from .metrics import ZERO_TOL
 

@@ -2,6 +2,7 @@
 names the offending argument, what was received, and what is expected."""
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional
 
 import torch
@@ -65,3 +66,15 @@ def check_index(index: Tensor, size: Optional[int], name: str = "index",
             f"'{name}' contains entry {hi}, out of range for {size} groups; "
             f"pass a larger 'num_groups' or fix '{name}'")
     return size
+
+
+def check_nonnegative(value: Any, name: str, owner: str, strict: bool = False) -> float:
+    """A finite float ``>= 0`` (``> 0`` when ``strict``), else a ``ValueError``
+    naming ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and (value > 0 if strict else value >= 0)
+    if not ok:
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(f"'{owner}' expects '{name}' to be a finite number {bound} "
+                         f"(got {value!r})")
+    return float(value)
