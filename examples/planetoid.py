@@ -143,7 +143,8 @@ def main():
     base = records[0]["test_acc_mean"]
     for r in records:
         r.update(dataset=args.dataset, num_seeds=len(seeds), add_edges=args.add_edges,
-                 drop_edges=args.drop_edges, delta_vs_gcn=r["test_acc_mean"] - base)
+                 drop_edges=args.drop_edges, delta_vs_gcn=r["test_acc_mean"] - base,
+                 edge_sparsity_of="gated edges (the input graph's; self-loops are always on)")
     best = max(records[1:], key=lambda r: r["val_acc_mean"]) if len(records) > 1 else records[0]
 
     print(f"\n{args.dataset}  seeds={len(seeds)}  epochs={args.epochs}  "

@@ -425,11 +425,26 @@ class GatedAdjacency(nn.Module):
         return (pnorm_penalty(values, cand.row, cand.num_nodes, p, validate=False)
                 + pnorm_penalty(values, cand.col, cand.num_nodes, p, validate=False))
 
+    @property
+    def gated_mask(self) -> Tensor:
+        """``[E]`` which candidates take part in the competitions: all of them,
+        or all but the self-loops with ``gate_self_loops=False`` (those are
+        always on and can never be zero)."""
+        if self.gate_self_loops:
+            return torch.ones_like(self.edge_index[0], dtype=torch.bool)
+        return self.edge_index[0] != self.edge_index[1]
+
+    def sparsity_of(self, values: Tensor) -> float:
+        """Fraction of the gated candidates (:attr:`gated_mask`) whose weight in
+        ``values`` (``[E]``, from :meth:`edge_values`) is exactly zero."""
+        values = values[self.gated_mask]
+        return float((values == 0).sum()) / max(values.numel(), 1)
+
     @torch.no_grad()
     def edge_sparsity(self, x: Optional[Tensor] = None) -> float:
-        """Fraction of the candidate edges that are exactly zero."""
-        values = self.edge_values(x)
-        return float((values == 0).sum()) / max(values.numel(), 1)
+        """Fraction of the gated candidate edges (:attr:`gated_mask`) that are
+        exactly zero."""
+        return self.sparsity_of(self.edge_values(x))
 
     @torch.no_grad()
     def kept_per_row(self, x: Optional[Tensor] = None) -> Tensor:

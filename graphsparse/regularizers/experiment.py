@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .base import StructuredRegularizer
 from .compact import CompactionReport, compact_channels
+from .finetune import ZeroMask
 from .group_lasso import L1, GroupLasso, SparseGroupLasso
 from .metrics import prune_small_, sparsity_report
 from .sgl0 import SGL0
@@ -51,9 +52,16 @@ def make_regularizer(method: str, model: nn.Module, **kwargs) -> Optional[Struct
 
 def train_epoch(model: nn.Module, reg: Optional[StructuredRegularizer],
                 opt: torch.optim.Optimizer, batches: Iterable[Tuple[Tensor, Tensor]],
-                loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> float:
+                loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+                mask: Optional[ZeroMask] = None) -> float:
     """One epoch of ``loss + reg.penalty()`` with ``reg.step()`` after every
-    optimizer step and ``reg.epoch_end()`` at the end. Returns the last loss."""
+    optimizer step and ``reg.epoch_end()`` at the end. Returns the last loss.
+
+    Args:
+        mask (ZeroMask, optional): masked fine-tuning: the gradients of its
+            zeros are masked before every step and its zeros written back
+            after it, so they stay exactly zero. (default: ``None``)
+    """
     model.train()
     loss = torch.zeros(())
     for xb, yb in batches:
@@ -62,7 +70,11 @@ def train_epoch(model: nn.Module, reg: Optional[StructuredRegularizer],
             loss = loss + reg.penalty()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if mask is not None:
+            mask.mask_grad_()
         opt.step()
+        if mask is not None:
+            mask.apply_()
         if reg is not None:
             reg.step()
     if reg is not None:
@@ -107,13 +119,26 @@ def finalize(model: nn.Module, reg: Optional[StructuredRegularizer],
 
 
 def format_table(results: Dict[str, Dict]) -> str:
-    """One line per method: test error, sparsity, parameters before / after compaction."""
-    lines = [f"{'method':<20}{'test err %':>11}{'(raw W)':>9}{'weight sp %':>13}"
-             f"{'neuron sp %':>13}{'params':>10}{'compact':>10}"]
+    """One line per method: test error (final; with raw ``W`` before finalization;
+    finalized but before masked fine-tuning, when it ran), validation error when
+    held out, weight / neuron sparsity, parameters before / after compaction."""
+    first = next(iter(results.values()), {})
+    ft = "test_error_finalized" in first and first.get("finetune_seconds", 0) > 0
+    val = "val_error" in first
+    alt = next((k for k in first if k.startswith("neuron_sparsity_")), None)
+    head = f"{'method':<20}{'test err %':>11}{'(raw W)':>9}"
+    head += f"{'(pre-FT)':>10}" if ft else ""
+    head += f"{'val err %':>10}" if val else ""
+    head += f"{'weight sp %':>13}{'neuron sp %':>13}"
+    head += f"{'(' + alt.rsplit('_', 1)[1] + ')':>7}" if alt else ""
+    lines = [head + f"{'params':>10}{'compact':>10}"]
     for m, r in results.items():
-        lines.append(f"{m:<20}{r['test_error']:>11.2f}{r['test_error_before_finalize']:>9.2f}"
-                     f"{r['weight_sparsity']:>13.2f}{r['neuron_sparsity']:>13.2f}"
-                     f"{r['params']:>10}{r['params_compact']:>10}")
+        line = f"{m:<20}{r['test_error']:>11.2f}{r['test_error_before_finalize']:>9.2f}"
+        line += f"{r['test_error_finalized']:>10.2f}" if ft else ""
+        line += f"{r['val_error']:>10.2f}" if val else ""
+        line += f"{r['weight_sparsity']:>13.2f}{r['neuron_sparsity']:>13.2f}"
+        line += f"{r[alt]:>7.1f}" if alt else ""
+        lines.append(line + f"{r['params']:>10}{r['params_compact']:>10}")
     return "\n".join(lines)
 
 

@@ -105,7 +105,7 @@ def _summarize(gi: GraphInput, adj, kept_index: Tensor, kept_weight: Tensor, res
     summary: Dict[str, Any] = dict(
         val_acc=result.val_acc,
         selected_epoch=result.epoch,
-        edge_sparsity=result.edge_sparsity,
+        edge_sparsity=result.edge_sparsity,    # of the gated edges: self-loops are always on
         edges=dict(
             candidates=int(cand.size(1)),
             original=int((~loops).sum()),

@@ -88,7 +88,7 @@ def plot_training(histories: Dict[str, List[dict]], weights: Dict[str, Sequence[
         if w:
             axes[2].hist(w, bins=60, histtype="step", log=True, label=name)
     axes[0].set(xlabel="epoch", ylabel="validation accuracy")
-    axes[1].set(xlabel="epoch", ylabel="fraction of candidate edges exactly zero")
+    axes[1].set(xlabel="epoch", ylabel="fraction of gated edges exactly zero")
     axes[2].set(xlabel="learned edge weight (nonzero)", ylabel="count")
     for ax in axes:
         ax.legend(fontsize=7)

@@ -222,7 +222,7 @@ def fit_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
         with torch.no_grad():
             out = model(x)
             values = model.adjacency.edge_values(x if use_x else None)
-        sparsity = float((values == 0).float().mean())
+        sparsity = adj.sparsity_of(values)
         rec = dict(epoch=epoch, loss=loss.item(), penalty=pen.item(),
                    train_acc=_accuracy(out, y, train_mask), val_acc=_accuracy(out, y, val_mask),
                    test_acc=_accuracy(out, y, test_mask), edge_sparsity=sparsity)

@@ -290,3 +290,19 @@ def test_extreme_logits_keep_gradients_finite(normalization, graph):
     (adj.penalty() + (values * torch.randn_like(values)).sum()).backward()
     assert torch.isfinite(values).all()
     assert all(torch.isfinite(p.grad).all() for p in adj.parameters())
+
+
+def test_sparsity_counts_only_gated_candidates(graph):
+    """Always-on self-loops (gate_self_loops=False) are not candidates of any
+    competition: the sparsity is the fraction of the *gated* edges at zero."""
+    n = 16
+    adj = _randomize(GatedAdjacency(graph(n, 0.3), n, gate_self_loops=False))
+    values = adj.edge_values()
+    loops = adj.edge_index[0] == adj.edge_index[1]
+    assert loops.any() and (values[loops] > 0).all()
+    assert torch.equal(adj.gated_mask, ~loops)
+    expected = float((values[~loops] == 0).float().mean())
+    assert 0 < expected < 1
+    assert adj.edge_sparsity() == pytest.approx(expected)
+    full = GatedAdjacency(graph(n, 0.3), n)               # the paper: loops compete too
+    assert full.gated_mask.all()
