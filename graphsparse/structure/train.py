@@ -96,7 +96,8 @@ def fit_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
     with Adam (separate learning rates for the convolution weights, the gate
     logits and the thresholds), and keeps the checkpoint of best validation
     accuracy (ties: the later, sparser one) among those with at least
-    ``min_sparsity`` of the candidate edges exactly zero. Test accuracy is
+    ``min_sparsity`` of the gated candidate edges (:attr:`GatedAdjacency.gated_mask`:
+    always-on self-loops are not counted) exactly zero. Test accuracy is
     only recorded, never used for selection.
 
     **The default recipe** (:data:`STRUCTURE_DEFAULTS`) and what each part
