@@ -96,6 +96,7 @@ def run(method: str, hp: dict, train, test, device, val=None) -> dict:
     reg = make_regularizer(method, model, lam=lam, beta=hp["beta"],
                            beta_growth=hp["beta_growth"], grow_every=hp["grow_every"],
                            num_samples=n, linear_groups=hp["linear_groups"])
+    covered = reg if reg is not None else model   # whose weights the metrics count
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
     sched = torch.optim.lr_scheduler.StepLR(opt, hp["schedule_every"], hp["lr_decay"])
     gen = torch.Generator(device="cpu").manual_seed(hp["seed"])
@@ -109,8 +110,7 @@ def run(method: str, hp: dict, train, test, device, val=None) -> dict:
         loss = train_epoch(model, reg, opt, batches())
         sched.step()
         if (epoch + 1) % max(1, hp["epochs"] // 10) == 0:
-            s = sparsity_report(reg if reg is not None else model,
-                                linear_groups=hp["linear_groups"])["total"]
+            s = sparsity_report(covered, linear_groups=hp["linear_groups"])["total"]
             print(f"  {method:<19} epoch {epoch + 1:>3}  loss {loss:.4f}  "
                   f"{'val' if val is not None else 'test'} err {error_rate(model, *watch):.2f}%  "
                   f"weight sp {s['weight_sparsity']:.1f}%  neuron sp {s['neuron_sparsity']:.1f}%",
@@ -139,7 +139,7 @@ def run(method: str, hp: dict, train, test, device, val=None) -> dict:
     # regularizer is dropped, the zeros are held at exactly zero.
     ft_seconds = 0.0
     if hp["finetune_epochs"]:
-        mask = ZeroMask(reg if reg is not None else model, hp["linear_groups"])
+        mask = ZeroMask(covered, hp["linear_groups"])
         ft_opt = torch.optim.Adam(model.parameters(), lr=hp["finetune_lr"])
         t1 = time.perf_counter()
         for _ in range(hp["finetune_epochs"]):
@@ -148,9 +148,8 @@ def run(method: str, hp: dict, train, test, device, val=None) -> dict:
         assert all(bool((p[~m] == 0).all()) for p, m in zip(mask.params, mask.masks))
         # Weights that fine-tuning moved below 1e-5 count as zero too: write them
         # as exact zeros so that the evaluated model is the one the metrics count.
-        prune_small_(reg if reg is not None else model, linear_groups=hp["linear_groups"])
-        report = sparsity_report(reg if reg is not None else model,
-                                 linear_groups=hp["linear_groups"])
+        prune_small_(covered, linear_groups=hp["linear_groups"])
+        report = sparsity_report(covered, linear_groups=hp["linear_groups"])
         err = error_rate(model, *test)
         print(f"  {method:<19} masked fine-tuning, {hp['finetune_epochs']} epochs: test err "
               f"{out['test_error_finalized']:.2f}% -> {err:.2f}%", flush=True)

@@ -80,17 +80,16 @@ def main() -> None:
                 for s in range(args.seeds)]
         return statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
 
-    rows = [dict(rule="none", edges=ei.size(1), **dict(zip(("mean", "std"), accuracy(ei))))]
     print(f"{'rule':<20}{'edges':>8}{'test acc':>16}{'vs full':>9}")
-    for rule, score in [("none", None)] + list(removal_scores(data, args.reference_seed, config).items()):
-        if score is not None:
-            kept = ei[:, score.argsort()[k:]]
-            mean, std = accuracy(kept)
-            rows.append(dict(rule=rule, edges=kept.size(1), mean=mean, std=std))
+    scores = removal_scores(data, args.reference_seed, config)
+    graphs = [("none", ei)] + [(rule, ei[:, score.argsort()[k:]]) for rule, score in scores.items()]
+    rows = []
+    for rule, edge_index in graphs:
+        mean, std = accuracy(edge_index)
+        rows.append(dict(rule=rule, edges=edge_index.size(1), mean=mean, std=std,
+                         delta=mean - (rows[0]["mean"] if rows else mean)))
         r = rows[-1]
-        r["delta"] = r["mean"] - rows[0]["mean"]
-        print(f"{r['rule']:<20}{r['edges']:>8}{r['mean']:>9.2f} ± {r['std']:<4.2f}{r['delta']:>+9.2f}",
-              flush=True)
+        print(f"{rule:<20}{r['edges']:>8}{mean:>9.2f} ± {std:<4.2f}{r['delta']:>+9.2f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"pruning_ceiling_{args.dataset.lower()}.json"
