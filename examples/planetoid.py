@@ -6,10 +6,14 @@
 
 For every seed it trains the plain PyG GCN baseline (Kipf & Welling: 2 layers,
 16 hidden, dropout 0.5, lr 0.01, weight decay 5e-4, 200 epochs) and the GCN
-with a learned sparse adjacency (row + column gating) under each
-normalization. Model selection by validation accuracy, never test. Prints a
-table, writes JSON (one record per method) and a PNG of accuracy and edge
-sparsity over training and of the learned edge weights.
+with a learned sparse adjacency: ``gated-row`` is the default recipe (row
+gating, row normalization), ``gated-sinkhorn`` / ``gated-balanced`` /
+``gated-sym`` use row + column gating with that normalization. Every gated
+method runs both :data:`~graphsparse.structure.RECIPES` and keeps, per seed,
+the one of best validation accuracy (:func:`~graphsparse.structure.select_structure`).
+Model selection by validation accuracy, never test. Prints a table, writes
+JSON (one record per method) and a PNG of accuracy and edge sparsity over
+training and of the learned edge weights.
 """
 import argparse
 import json
@@ -21,7 +25,8 @@ import torch
 from graphsparse.data import get_data_root
 from graphsparse.data.corrupt import corrupt_edges
 from graphsparse.data.planetoid import load_planetoid
-from graphsparse.structure import GCN_DEFAULTS, STRUCTURE_DEFAULTS, fit_gcn, fit_structure
+from graphsparse.structure import (GCN_DEFAULTS, RECIPES, STRUCTURE_DEFAULTS, fit_gcn,
+                                   select_structure)
 from graphsparse.structure.plot import plot_training
 
 NORMALIZATIONS = ["sinkhorn", "balanced", "row", "sym"]
@@ -45,14 +50,16 @@ def run_method(name, fit, data, edge_index, is_added, seeds, config, progress):
         results.append(fit(data.x, edge_index, data.y, data.train_mask, data.val_mask,
                            data.test_mask, config=config, seed=seed,
                            **({"progress": progress, "desc": f"{name} seed {seed}"}
-                              if fit is fit_structure else {})))
+                              if fit is select_structure else {})))
     acc_m, acc_s = mean_std([100 * r.test_acc for r in results])
     val_m, _ = mean_std([100 * r.val_acc for r in results])
     rec = dict(method=name, test_acc_mean=acc_m, test_acc_std=acc_s, val_acc_mean=val_m,
                edge_sparsity=statistics.fmean(r.edge_sparsity for r in results),
                seconds_per_epoch=statistics.fmean(r.seconds_per_epoch for r in results),
                test_acc_per_seed=[100 * r.test_acc for r in results])
-    if fit is fit_structure:
+    if fit is select_structure:
+        rec["recipe_per_seed"] = [r.recipe for r in results]
+        rec["edge_sparsity_per_seed"] = [r.edge_sparsity for r in results]
         # The same runs, selected on validation accuracy whatever the sparsity
         # (the checkpoint sparsity constraint lifted): read off the histories.
         free = [max(r.history, key=lambda h: (h["val_acc"], h["epoch"])) for r in results]
@@ -61,7 +68,7 @@ def run_method(name, fit, data, edge_index, is_added, seeds, config, progress):
                                    val_acc_mean=mean_std([100 * h["val_acc"] for h in free])[0],
                                    edge_sparsity=statistics.fmean(h["edge_sparsity"] for h in free),
                                    epoch=[h["epoch"] for h in free])
-    if fit is fit_structure and is_added is not None:
+    if fit is select_structure and is_added is not None:
         cand = results[0].model.adjacency.edge_index
         added, original = _candidate_masks(cand, edge_index, is_added)
         pruned_added = [float((r.edge_values[added] == 0).float().mean()) for r in results]
@@ -86,7 +93,8 @@ def main():
     parser.add_argument("--root", default=None, help="data root (default: $GRAPHSPARSE_DATA)")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed")
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs of every method (default: GCN 200, the recipes' own)")
     parser.add_argument("--normalizations", nargs="+", default=NORMALIZATIONS,
                         choices=NORMALIZATIONS)
     parser.add_argument("--add-edges", type=float, default=0.0,
@@ -116,9 +124,10 @@ def main():
         print(f"corrupted graph: {data.edge_index.size(1)} -> {edge_index.size(1)} directed edges "
               f"({int(is_added.sum())} added)")
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    cfg = dict(epochs=args.epochs)
+    cfg = {} if args.epochs is None else dict(epochs=args.epochs)
     if args.quick:  # the gate must start within the 30 epochs
         cfg.update(gate_start=10, warmup=10)
+    gcn_epochs = GCN_DEFAULTS["epochs"] if args.epochs is None else args.epochs
     if args.lam is not None:
         cfg["lam"] = args.lam
     if args.gate_lr is not None:
@@ -128,15 +137,18 @@ def main():
 
     records, histories, weights = [], {}, {}
     rec, hist, _ = run_method("gcn", fit_gcn, data, edge_index, is_added, seeds,
-                              dict(GCN_DEFAULTS, epochs=args.epochs), not args.no_progress)
-    rec.update(normalization="sym (GCNConv)", settings=dict(GCN_DEFAULTS, epochs=args.epochs))
+                              dict(GCN_DEFAULTS, epochs=gcn_epochs), not args.no_progress)
+    rec.update(normalization="sym (GCNConv)", settings=dict(GCN_DEFAULTS, epochs=gcn_epochs))
     records.append(rec)
     histories["gcn"] = hist
     for norm in args.normalizations:
         config = dict(cfg, normalization=norm)
-        rec, hist, w = run_method(f"gated-{norm}", fit_structure, data, edge_index, is_added,
+        if norm != STRUCTURE_DEFAULTS["normalization"]:
+            config["groups"] = "both"    # the issue's row + column gating
+        rec, hist, w = run_method(f"gated-{norm}", select_structure, data, edge_index, is_added,
                                   seeds, config, not args.no_progress)
-        rec.update(normalization=norm, settings={**STRUCTURE_DEFAULTS, **config})
+        rec.update(normalization=norm, settings={name: {**STRUCTURE_DEFAULTS, **over, **config}
+                                                 for name, over in RECIPES.items()})
         records.append(rec)
         histories[rec["method"]] = hist
         weights[rec["method"]] = w
@@ -147,7 +159,7 @@ def main():
                  edge_sparsity_of="gated edges (the input graph's; self-loops are always on)")
     best = max(records[1:], key=lambda r: r["val_acc_mean"]) if len(records) > 1 else records[0]
 
-    print(f"\n{args.dataset}  seeds={len(seeds)}  epochs={args.epochs}  "
+    print(f"\n{args.dataset}  seeds={len(seeds)}  epochs={args.epochs or 'default'}  "
           f"add={args.add_edges} drop={args.drop_edges}  data root: {get_data_root(args.root)}")
     head = f"{'method':<18}{'test acc':>16}{'vs GCN':>9}{'sparsity':>10}{'s/epoch':>9}"
     if is_added is not None:
@@ -158,6 +170,9 @@ def main():
                 f"{r['delta_vs_gcn']:>+9.2f}{r['edge_sparsity']:>10.3f}{r['seconds_per_epoch']:>9.4f}")
         if "added_edges_pruned" in r:
             line += f"{r['added_edges_pruned']:>14.3f}{r['original_edges_pruned']:>13.3f}"
+        if "recipe_per_seed" in r:
+            chosen = r["recipe_per_seed"]
+            line += "  recipes: " + ", ".join(f"{chosen.count(k)} {k}" for k in RECIPES)
         if "any_sparsity" in r:
             a = r["any_sparsity"]
             line += f"   [any sparsity: {a['test_acc_mean']:.2f} ± {a['test_acc_std']:.2f} at {a['edge_sparsity']:.3f}]"

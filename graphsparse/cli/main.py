@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from ..structure.io import GraphInputError
-from ..structure.train import STRUCTURE_DEFAULTS
+from ..structure.train import RECIPES, STRUCTURE_DEFAULTS
 
 
 def _learn_parser(sub) -> None:
@@ -29,11 +29,15 @@ def _learn_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.25,
                    help="labelled nodes held out for validation (default: 0.25)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=STRUCTURE_DEFAULTS["epochs"])
-    p.add_argument("--lam", type=float, default=STRUCTURE_DEFAULTS["lam"],
-                   help="penalty weight lambda")
-    p.add_argument("--normalization", default=STRUCTURE_DEFAULTS["normalization"],
-                   choices=["sinkhorn", "balanced", "row", "sym"])
+    p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
+                   help="training recipe; auto: all of them, the best on validation (default)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: the recipe's own)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="penalty weight lambda (default: the recipe's own)")
+    p.add_argument("--normalization", default=None,
+                   choices=["sinkhorn", "balanced", "row", "sym"],
+                   help=f"default: {STRUCTURE_DEFAULTS['normalization']}")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -46,12 +50,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "learn":
         from ..structure.learn import learn_structure
-        config = dict(epochs=args.epochs, lam=args.lam, normalization=args.normalization)
+        config = {k: v for k, v in dict(epochs=args.epochs, lam=args.lam,
+                                        normalization=args.normalization).items()
+                  if v is not None}
+        recipes = tuple(RECIPES) if args.recipe == "auto" else (args.recipe,)
         try:
             learn_structure(args.edges, args.features, args.labels, out=args.out,
                             directed=args.directed, label_attr=args.label_attr,
                             val_fraction=args.val_fraction, config=config, seed=args.seed,
-                            progress=not args.quiet, plot=not args.no_plot)
+                            recipes=recipes, progress=not args.quiet, plot=not args.no_plot)
         except (GraphInputError, ValueError) as exc:
             print(f"graphsparse learn: error: {exc}", file=sys.stderr)
             return 2

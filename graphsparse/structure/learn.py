@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .io import GraphInput, PathLike, read_graph_input
-from .train import STRUCTURE_DEFAULTS, fit_structure
-
-#: Defaults for a user's graph: the library's structure-learning defaults.
-LEARN_DEFAULTS: Dict[str, Any] = dict(STRUCTURE_DEFAULTS)
+from .train import RECIPES, STRUCTURE_DEFAULTS, select_structure
 
 
 def split_labelled(y: Tensor, val_fraction: float, seed: int) -> tuple:
@@ -38,11 +35,15 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
                     labels: Optional[PathLike] = None, *, out: Union[str, Path] = "results/learn",
                     directed: bool = False, label_attr: str = "label", val_fraction: float = 0.25,
                     config: Optional[Dict[str, Any]] = None, seed: int = 0,
-                    progress: bool = True, plot: bool = True, verbose: bool = True
-                    ) -> Dict[str, Any]:
+                    recipes: Sequence[str] = tuple(RECIPES), progress: bool = True,
+                    plot: bool = True, verbose: bool = True) -> Dict[str, Any]:
     """Learns a sparse structure for a graph given as files (see
     :func:`~graphsparse.structure.read_graph_input`; no input: the karate-club
-    graph) and writes to ``out``:
+    graph), trains the learned-structure GCN with every recipe of
+    :data:`~graphsparse.structure.RECIPES` (``recipes``; ``config`` overrides
+    the settings of all of them), keeps the one of best accuracy on the
+    held-out labelled nodes (:func:`~graphsparse.structure.select_structure`)
+    and writes to ``out``:
 
     * ``learned_edges.csv``: ``source,target,weight`` of every surviving entry
       of the learned adjacency, with the original node ids (self-loops
@@ -63,7 +64,6 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     for line in gi.log:
         say(f"[input] {line}")
     train, val = split_labelled(gi.y, val_fraction, seed)
-    cfg = {**LEARN_DEFAULTS, **(config or {})}
     say(f"[graph] {gi.num_nodes} nodes, {gi.edge_index.size(1) // (1 if directed else 2)} "
         f"edges, {gi.x.size(1)} features ({gi.feature_source}), {len(gi.classes)} classes, "
         f"{int(train.sum())} train / {int(val.sum())} validation labels")
@@ -71,8 +71,10 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     eval_mask = None
     if true_y is not None:  # karate club: every member's club is known
         eval_mask = gi.y < 0
-    result = fit_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
-                           train, val, eval_mask, cfg, seed=seed, progress=progress, desc="learn")
+    result = select_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
+                              train, val, eval_mask, config, seed=seed, recipes=recipes,
+                              progress=progress, desc="learn")
+    cfg = {**STRUCTURE_DEFAULTS, **RECIPES[result.recipe], **(config or {})}
     model = result.model
     adj = model.adjacency
     x_in = gi.x if adj.scorer is not None else None
@@ -88,7 +90,7 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     if plot:
         from .plot import plot_learned_graph
         plot_learned_graph(gi, kept_index, kept_weight, out / "graph.png", pred)
-    say(f"[result] validation accuracy {summary['val_acc']:.3f}; kept "
+    say(f"[result] recipe {result.recipe!r}, validation accuracy {summary['val_acc']:.3f}; kept "
         f"{summary['edges']['original_kept']} of {summary['edges']['original']} edge entries "
         f"({summary['edges']['original_removed']} removed)")
     say(f"[result] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
@@ -105,6 +107,7 @@ def _summarize(gi: GraphInput, adj, kept_index: Tensor, kept_weight: Tensor, res
     summary: Dict[str, Any] = dict(
         val_acc=result.val_acc,
         selected_epoch=result.epoch,
+        recipe=result.recipe,
         edge_sparsity=result.edge_sparsity,    # of the gated edges: self-loops are always on
         edges=dict(
             candidates=int(cand.size(1)),

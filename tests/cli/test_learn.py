@@ -6,7 +6,7 @@ import sys
 import torch
 
 from graphsparse.cli import main
-from graphsparse.structure import learn_structure
+from graphsparse.structure import RECIPES, STRUCTURE_DEFAULTS, learn_structure
 
 FAST = ["--epochs", "40", "--quiet"]
 
@@ -50,6 +50,22 @@ def test_api_on_karate_club(tmp_path):
     assert summary["num_nodes"] == 34
     assert summary["unlabelled_acc"] > 0.7          # chance is about 0.5
     assert 0.0 <= summary["edge_sparsity"] < 1.0
+    # the settings reported are those of the recipe chosen, with the override
+    chosen = summary["recipe"]
+    assert chosen in RECIPES
+    assert summary["settings"] == {**STRUCTURE_DEFAULTS, **RECIPES[chosen], "epochs": 60}
+
+
+def test_cli_single_recipe_and_overrides(tmp_path):
+    out = tmp_path / "out"
+    assert main(["learn", "--out", str(out), "--recipe", "denoise", "--lam", "0.01",
+                 "--no-plot", *FAST]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == "denoise"
+    s = summary["settings"]
+    assert s["lam"] == 0.01 and s["epochs"] == 40
+    assert s["distill"] == RECIPES["denoise"]["distill"]
+    assert s["normalization"] == STRUCTURE_DEFAULTS["normalization"]
 
 
 def test_console_script_entry_point():

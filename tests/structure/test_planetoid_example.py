@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from graphsparse.structure import RECIPES
 from graphsparse.testing import require_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,12 @@ def test_quick_clean(tmp_path):
         assert 0.0 <= r["edge_sparsity"] <= 1.0
         assert "added_edges_pruned" not in r
     for r in records[1:]:
-        assert r["settings"]["normalization"] == r["normalization"]
+        # both recipes ran; the chosen one is recorded per seed
+        assert set(r["settings"]) == set(RECIPES)
+        assert all(s["normalization"] == r["normalization"] for s in r["settings"].values())
+        assert r["settings"]["preserve"]["groups"] == ("row" if r["method"] == "gated-row"
+                                                       else "both")
+        assert len(r["recipe_per_seed"]) == 1 and r["recipe_per_seed"][0] in RECIPES
         assert "any_sparsity" in r
     assert {"most_accurate", "most_accurate_any_sparsity", "gap_to_published"} <= set(report)
     assert (tmp_path / "planetoid_cora.png").exists()

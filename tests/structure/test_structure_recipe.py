@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from graphsparse.graph import GatedAdjacency
-from graphsparse.structure import STRUCTURE_DEFAULTS, fit_structure
+from graphsparse.structure import RECIPES, STRUCTURE_DEFAULTS, fit_structure, select_structure
 
 
 def star_and_path():
@@ -88,15 +88,18 @@ def test_recipe_defaults_run_and_select_sparse_checkpoint():
     assert res.epoch >= 10 or res.edge_sparsity >= STRUCTURE_DEFAULTS["min_sparsity"]
     prior = res.model.adjacency.logit_prior
     assert prior.abs().sum() > 0 and (prior <= 3 * STRUCTURE_DEFAULTS["prior_features"]).all()
-    # before gate_start the gate does not move
+    # before gate_start the gate does not move from its (noisy) initialization
     res0 = fit_structure(x, ei, y, train, val, test, config=dict(cfg, epochs=5), seed=0)
-    assert torch.count_nonzero(res0.model.adjacency.alpha) == 0
+    res1 = fit_structure(x, ei, y, train, val, test, config=dict(cfg, epochs=1), seed=0)
+    assert torch.equal(res0.model.adjacency.alpha, res1.model.adjacency.alpha)
+    assert torch.count_nonzero(res0.model.adjacency.alpha) > 0
 
 
 def test_paper_training_still_available():
     x, ei, y, train, val, test = two_communities()
     cfg = dict(epochs=5, prior=None, gate_start=0, gate_self_loops=True, threshold_lr=None,
-               min_sparsity=0.0, normalization="sinkhorn", degree_scaled_thresholds=True)
+               min_sparsity=0.0, normalization="sinkhorn", degree_scaled_thresholds=True,
+               distill=0.0, unit_init=False, init_noise=0.0, groups="both")
     res = fit_structure(x, ei, y, train, val, test, config=cfg, seed=0)
     assert torch.count_nonzero(res.model.adjacency.logit_prior) == 0
     assert res.model.adjacency.alpha.abs().sum() > 0
@@ -112,3 +115,76 @@ def test_unit_init_sym_is_gcn_normalization():
     ref_key = ref_ei[0] * n + ref_ei[1]
     assert torch.equal(key.sort().values, ref_key.sort().values)
     assert torch.allclose(values[key.argsort()], ref_w[ref_key.argsort()], atol=1e-6)
+
+
+def test_init_noise_breaks_ties_reproducibly():
+    x, ei, y, train, val, test = two_communities()
+    cfg = dict(epochs=1, gate_start=10)
+    a = fit_structure(x, ei, y, train, val, test, config=dict(cfg, init_noise=0.5), seed=3)
+    b = fit_structure(x, ei, y, train, val, test, config=dict(cfg, init_noise=0.5), seed=3)
+    c = fit_structure(x, ei, y, train, val, test, config=dict(cfg, init_noise=0.0), seed=3)
+    alpha = a.model.adjacency.alpha
+    assert torch.equal(alpha, b.model.adjacency.alpha)
+    assert 0.35 < float(alpha.std()) < 0.65
+    assert torch.count_nonzero(c.model.adjacency.alpha) == 0
+    # unit_init divides by the zero-logit gate: equal rows without noise, unequal with it
+    row = c.model.adjacency.edge_index[1]
+    loop = row == c.model.adjacency.edge_index[0]
+    for res, equal in ((c, True), (a, False)):
+        v = res.model.adjacency.edge_values().detach()
+        i = int(torch.bincount(row[~loop]).argmax())         # the largest row
+        vi = v[(row == i) & ~loop]
+        assert torch.allclose(vi, vi[0].expand_as(vi)) == equal
+
+
+def test_distillation_adds_kl_to_teacher_from_gate_start():
+    x, ei, y, train, val, test = two_communities()
+    cfg = dict(epochs=14, gate_start=10, warmup=10, prior=None, lam=0.0)
+    plain = fit_structure(x, ei, y, train, val, test, config=dict(cfg, distill=0.0), seed=0)
+    dist = fit_structure(x, ei, y, train, val, test, config=dict(cfg, distill=1.0), seed=0)
+    lp = [h["loss"] for h in plain.history]
+    ld = [h["loss"] for h in dist.history]
+    assert lp[:10] == ld[:10]              # no teacher before gate_start
+    # at gate_start both runs have the same parameters and dropout masks: the
+    # difference is mu * KL(teacher || model) > 0 (teacher: eval-mode predictions)
+    assert ld[10] > lp[10] + 1e-4
+
+
+def test_select_structure_keeps_best_validation_run():
+    x, ei, y, train, val, test = two_communities()
+    cfg = dict(epochs=30, gate_start=10, warmup=10, threshold_lr=0.1, min_sparsity=0.0)
+    runs = {name: fit_structure(x, ei, y, train, val, test, config={**over, **cfg}, seed=1)
+            for name, over in RECIPES.items()}
+    best = select_structure(x, ei, y, train, val, test, config=cfg, seed=1)
+    assert best.val_acc == max(r.val_acc for r in runs.values())
+    first_best = next(n for n, r in runs.items() if r.val_acc == best.val_acc)
+    assert best.recipe == first_best
+    assert best.test_acc == runs[first_best].test_acc
+    one = select_structure(x, ei, y, train, val, test, config=cfg, seed=1, recipes=["denoise"])
+    assert one.recipe == "denoise" and one.val_acc == runs["denoise"].val_acc
+    with pytest.raises(ValueError, match="unknown recipe"):
+        select_structure(x, ei, y, train, val, test, config=cfg, recipes=["fast"])
+    with pytest.raises(ValueError, match="at least one"):
+        select_structure(x, ei, y, train, val, test, config=cfg, recipes=[])
+
+
+@pytest.mark.parametrize("normalization", ["sym", "row"])
+def test_fit_gcn_normalizations_match_dense_reference(normalization):
+    from graphsparse.structure import fit_gcn
+    x, ei, y, train, val, test = two_communities(n=30, seed=2)
+    ei = torch.unique(ei, dim=1)               # GCNConv counts duplicates twice
+    res = fit_gcn(x, ei, y, train, val, test, config=dict(epochs=1, normalization=normalization))
+    n = x.size(0)
+    a = torch.zeros(n, n)
+    a[ei[1], ei[0]] = 1.0                      # A[i, j]: edge j -> i (duplicates merged)
+    a = a + torch.eye(n)
+    deg = a.sum(1)
+    a_hat = a / deg[:, None] if normalization == "row" else a / (deg[:, None] * deg[None, :]).sqrt()
+    c1, c2 = res.model.convs
+    model = res.model.eval()
+    with torch.no_grad():
+        h = torch.relu(a_hat @ c1.lin(x) + c1.bias)
+        out = a_hat @ c2.lin(h) + c2.bias
+        assert torch.allclose(model(x), out, atol=1e-5)
+    with pytest.raises(ValueError, match="normalization"):
+        fit_gcn(x, ei, y, train, val, config=dict(epochs=1, normalization="sinkhorn"))
