@@ -26,7 +26,7 @@ from graphsparse.data import get_data_root
 from graphsparse.data.corrupt import corrupt_edges
 from graphsparse.data.planetoid import load_planetoid
 from graphsparse.structure import (GCN_DEFAULTS, RECIPES, STRUCTURE_DEFAULTS, fit_gcn,
-                                   select_structure)
+                                   recipe_config, select_structure)
 from graphsparse.structure.plot import plot_training
 
 NORMALIZATIONS = ["sinkhorn", "balanced", "row", "sym"]
@@ -147,8 +147,8 @@ def main():
             config["groups"] = "both"    # the row + column gating
         rec, hist, w = run_method(f"gated-{norm}", select_structure, data, edge_index, is_added,
                                   seeds, config, not args.no_progress)
-        rec.update(normalization=norm, settings={name: {**STRUCTURE_DEFAULTS, **over, **config}
-                                                 for name, over in RECIPES.items()})
+        rec.update(normalization=norm,
+                   settings={name: recipe_config(name, config) for name in RECIPES})
         records.append(rec)
         histories[rec["method"]] = hist
         weights[rec["method"]] = w

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .io import GraphInput, PathLike, read_graph_input
-from .train import RECIPES, STRUCTURE_DEFAULTS, select_structure
+from .train import RECIPES, recipe_config, select_structure
 
 
 def split_labelled(y: Tensor, val_fraction: float, seed: int) -> tuple:
@@ -74,7 +74,7 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     result = select_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
                               train, val, eval_mask, config, seed=seed, recipes=recipes,
                               progress=progress, desc="learn")
-    cfg = {**STRUCTURE_DEFAULTS, **RECIPES[result.recipe], **(config or {})}
+    cfg = recipe_config(result.recipe, config)
     model = result.model
     adj = model.adjacency
     x_in = gi.x if adj.scorer is not None else None

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..graph import EdgeScorer, GatedAdjacency, GatedGCN
+from ..graph import EdgeScorer, GatedAdjacency, GatedGCN, row_norm
 from ..utils import seed_everything
 
 #: Defaults of the learned-structure GCN (see the README, "Structure learning").
@@ -185,6 +185,10 @@ def fit_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
     if unknown:
         raise ValueError(f"unknown structure-learning setting(s) {sorted(unknown)}; "
                          f"valid ones: {sorted(STRUCTURE_DEFAULTS)}")
+    if cfg["distill"] and cfg["gate_start"] < 1:
+        raise ValueError(f"'distill' ({cfg['distill']}) needs 'gate_start' >= 1: the teacher is "
+                         f"the model's prediction after the first gate_start epochs; set "
+                         f"gate_start or distill=0")
     seed_everything(seed)
     num_classes = int(y[train_mask | val_mask].max()) + 1
     model = build_structure_model(x.size(1), num_classes, edge_index, x.size(0), cfg).to(x.device)
@@ -293,13 +297,21 @@ def fit_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
                      seconds, history, model, best["values"])
 
 
+def recipe_config(name: str, config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The full settings of recipe ``name``: ``{**STRUCTURE_DEFAULTS,
+    **RECIPES[name], **config}``."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; valid ones: {sorted(RECIPES)}")
+    return {**STRUCTURE_DEFAULTS, **RECIPES[name], **(config or {})}
+
+
 def select_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
                      val_mask: Tensor, test_mask: Optional[Tensor] = None,
                      config: Optional[Dict[str, Any]] = None, seed: int = 0,
                      recipes: Sequence[str] = tuple(RECIPES), progress: bool = False,
                      desc: str = "structure") -> FitResult:
-    """Runs :func:`fit_structure` once per recipe of :data:`RECIPES` (each
-    ``{**STRUCTURE_DEFAULTS, **RECIPES[name], **config}``, same seed) and
+    """Runs :func:`fit_structure` once per recipe of :data:`RECIPES` (with
+    :func:`recipe_config`, same seed) and
     returns the run of best validation accuracy (ties: the first recipe);
     its name is in ``result.recipe``. Test accuracy plays no part.
 
@@ -309,10 +321,8 @@ def select_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tenso
         raise ValueError("'recipes' must name at least one of " f"{sorted(RECIPES)}")
     best: Optional[FitResult] = None
     for name in recipes:
-        if name not in RECIPES:
-            raise ValueError(f"unknown recipe {name!r}; valid ones: {sorted(RECIPES)}")
         res = fit_structure(x, edge_index, y, train_mask, val_mask, test_mask,
-                            config={**RECIPES[name], **(config or {})}, seed=seed,
+                            config=recipe_config(name, config), seed=seed,
                             progress=progress, desc=f"{desc} ({name})")
         res.recipe = name
         if best is None or res.val_acc > best.val_acc:
@@ -342,8 +352,7 @@ class PlainGCN(nn.Module):
         weight = None
         if normalization == "row":
             edge_index, _ = add_remaining_self_loops(edge_index, num_nodes=num_nodes)
-            deg = torch.bincount(edge_index[1], minlength=num_nodes).float()
-            weight = deg.reciprocal()[edge_index[1]]
+            weight = row_norm(edge_index, None, num_nodes)
         self.register_buffer("edge_index", edge_index)
         self.register_buffer("edge_weight", weight)
         norm = normalization == "sym"

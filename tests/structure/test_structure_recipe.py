@@ -188,3 +188,9 @@ def test_fit_gcn_normalizations_match_dense_reference(normalization):
         assert torch.allclose(model(x), out, atol=1e-5)
     with pytest.raises(ValueError, match="normalization"):
         fit_gcn(x, ei, y, train, val, config=dict(epochs=1, normalization="sinkhorn"))
+
+
+def test_distillation_needs_a_warm_phase():
+    x, ei, y, train, val, test = two_communities()
+    with pytest.raises(ValueError, match="gate_start"):
+        fit_structure(x, ei, y, train, val, test, config=dict(epochs=2, gate_start=0))
