@@ -39,3 +39,21 @@ def require_data(relative: str) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def two_communities(n: int = 40, seed: int = 0) -> tuple:
+    """A small two-class graph for training tests: ``(x, edge_index, y,
+    train_mask, val_mask, test_mask)`` with noisy one-hot features, random
+    undirected edges (no self-loops), 8 training and 12 validation nodes."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.nn.functional.one_hot(y, 2).float() + 0.8 * torch.randn(n, 2, generator=g)
+    src, dst = torch.randint(0, n, (2, 6 * n), generator=g)
+    keep = src != dst
+    ei = torch.stack([src[keep], dst[keep]])
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    train = torch.zeros(n, dtype=torch.bool)
+    train[:8] = True
+    val = torch.zeros(n, dtype=torch.bool)
+    val[8:20] = True
+    return x, ei, y, train, val, ~(train | val)

@@ -6,6 +6,7 @@ from .model import GatedGCN
 from .norm import row_norm, sym_norm
 from .scorer import EdgeScorer
 from .sinkhorn import sinkhorn
+from .weighted import EdgeWeighted, check_weight_consumers
 
-__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "sinkhorn",
-           "row_norm", "sym_norm"]
+__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "EdgeWeighted",
+           "check_weight_consumers", "sinkhorn", "row_norm", "sym_norm"]

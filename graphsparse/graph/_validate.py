@@ -82,3 +82,22 @@ def check_features(x: Tensor, num_nodes: int, owner: str = "") -> None:
         raise ValueError(
             f"{where}expects 'x' with one row per node: x.size(0) == num_nodes "
             f"(got {x.size(0)} rows for num_nodes={num_nodes})")
+
+
+def assert_finite(t: Tensor, name: str) -> None:
+    """Raises a ``ValueError`` naming ``name`` when ``t`` holds NaN or inf.
+
+    On the CPU (and outside ``torch.compile``) the check is immediate; on an
+    accelerator, or while compiling, it is queued with ``torch._assert_async``
+    so that a training step never waits for the device (the error then
+    surfaces at the next synchronization, as a ``RuntimeError`` with the
+    same message)."""
+    if not t.is_floating_point():
+        return
+    message = (f"'{name}' contains NaN or inf; a non-finite gate input would read as an "
+               f"exactly pruned edge. Check the learning rate and the inputs that produced it")
+    if t.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(message)
+    else:
+        torch._assert_async(torch.isfinite(t).all(), message)

@@ -3,17 +3,18 @@ and columns of a candidate adjacency, followed by a normalization
 (paper, section "GCN", Fig. 3)."""
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import add_remaining_self_loops, coalesce, to_undirected
 
-from ..core import init_beta, pnorm_penalty, sparse_gate
+from ..core import pnorm_penalty, sparse_gate
 from ..core.gate import ACTIVATIONS
-from ..utils.validation import check_choice, check_positive_int
-from ._validate import check_edge_index, check_features
+from ..utils.validation import check_choice, check_finite, check_positive_int
+from ._inputs import Candidates as _Candidates
+from ._inputs import as_edge_list, build_candidates
+from ._validate import assert_finite, check_features
 from .norm import _row_norm, _sym_norm
 from .sinkhorn import _sinkhorn
 
@@ -22,46 +23,7 @@ GROUPS = ("row", "col", "both")
 # float32 range in which Sinkhorn's gradient (of order 1/strength) is finite.
 LOGIT_FLOOR = -15.0
 NORMALIZATIONS = ("sinkhorn", "balanced", "row", "sym", "none")
-
-
-class _Candidates(NamedTuple):
-    """The candidate edges of one graph and what the gate needs about them."""
-    edge_index: Tensor            # [2, E], coalesced
-    num_nodes: int
-    beta0_row: Tensor             # [N] init_beta of the in-degrees (row group sizes)
-    beta0_col: Tensor             # [N] init_beta of the out-degrees (column group sizes)
-    pair: Optional[Tensor]        # [E] undirected pair of each edge (symmetric only)
-    pair_rep: Optional[Tensor]    # [P] one edge of each pair (symmetric only)
-
-    @property
-    def row(self) -> Tensor:
-        return self.edge_index[1]
-
-    @property
-    def col(self) -> Tensor:
-        return self.edge_index[0]
-
-
-def _candidates(edge_index: Tensor, num_nodes: int, add_self_loops: bool,
-                symmetric: bool, gate_self_loops: bool = True) -> _Candidates:
-    ei = edge_index.long()
-    if symmetric:
-        ei = to_undirected(ei, num_nodes=num_nodes)
-    if add_self_loops:
-        ei, _ = add_remaining_self_loops(ei, num_nodes=num_nodes)
-    ei = coalesce(ei, num_nodes=num_nodes)
-    counted = ei if gate_self_loops else ei[:, ei[0] != ei[1]]
-    beta0_row = init_beta(torch.bincount(counted[1], minlength=num_nodes))
-    beta0_col = init_beta(torch.bincount(counted[0], minlength=num_nodes))
-    pair = pair_rep = None
-    if symmetric:
-        key = torch.minimum(ei[0], ei[1]) * num_nodes + torch.maximum(ei[0], ei[1])
-        _, pair = torch.unique(key, return_inverse=True)
-        num_pairs = int(pair.max()) + 1 if pair.numel() > 0 else 0
-        pos = torch.arange(pair.numel(), device=ei.device)
-        pair_rep = torch.full((num_pairs,), pair.numel(), dtype=torch.long, device=ei.device)
-        pair_rep = pair_rep.scatter_reduce(0, pair, pos, reduce="amin")
-    return _Candidates(ei, num_nodes, beta0_row, beta0_col, pair, pair_rep)
+REDUCTIONS = ("sum", "mean")
 
 
 def _normalize_edges(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
@@ -141,9 +103,28 @@ class GatedAdjacency(nn.Module):
     :math:`O(E \cdot \text{num\_iters})` for Sinkhorn; nothing is
     :math:`N \times N`.
 
+    **Alignment with the input edges.** The candidates :attr:`edge_index` are
+    the input edges coalesced (sorted, duplicates merged) plus the added
+    self-loops. :attr:`input_id` ``[E_cand]`` holds the position in the input
+    ``edge_index`` of every candidate (``-1`` for an added self-loop);
+    ``adj(return_edge_id=True)`` also returns the candidate id of every
+    surviving edge, so ``adj.input_id[edge_id]`` are their input positions
+    (to gather ``edge_attr``, a loader's ``e_id``, or to put an explainer's
+    mask back onto the input edges), and :meth:`input_values` gives the learned
+    weight of every input edge (``> 0``: a dense mask of the survivors).
+
     Args:
-        edge_index (LongTensor): ``[2, E]`` candidate edges (coalesced).
+        edge_index (LongTensor or sparse matrix): ``[2, E]`` candidate edges in
+            any order, duplicates allowed; also a PyG ``EdgeIndex``, a
+            ``torch.sparse`` matrix or a ``torch_sparse.SparseTensor`` ``S``
+            with ``S[j, i]`` the weight of the edge ``j -> i`` (its values
+            are then ``edge_weight``).
         num_nodes (int): ``N``; inferred from ``edge_index`` when None.
+        edge_weight (Tensor, optional): ``[E]`` non-negative input strengths
+            :math:`w_{ij}`: the gated weight of every candidate is multiplied by
+            it before the normalization, :math:`\tilde A_{ij} \leftarrow w_{ij}\tilde A_{ij}`
+            (duplicates: summed; added self-loops: 1). A strength of zero is
+            an edge that never carries a message. (default: ``None``, all one)
         groups (str): ``"row"``, ``"col"`` or ``"both"``. (default: ``"both"``)
         normalization (str): ``"sinkhorn"``, ``"balanced"``, ``"row"``,
             ``"sym"`` or ``"none"``. (default: ``"sinkhorn"``)
@@ -173,18 +154,28 @@ class GatedAdjacency(nn.Module):
             :math:`r_{ij} c_{ij}` starts at about
             :math:`\tfrac14 \tfrac{n_i}{n_i+1} \tfrac{n_j}{n_j+1}`, which
             favours high-degree sources, unlike GCN. (default: ``False``)
+        init_noise (float): standard deviation of Gaussian noise added to the
+            initial free logits by :meth:`reset_parameters` (from the global
+            torch RNG). A row of equal gates is a saddle point of the p-norm
+            penalty (its gradient is the same for every member, and the
+            thresholds see a scale-invariant row), so without noise nothing
+            decides which member loses first. (default: ``0.0``, the paper)
 
     Shapes:
         - **input:** ``x`` ``[N, F]`` (with a scorer), optional ``edge_index``
           ``[2, E']`` of another graph (with a scorer)
-        - **output:** surviving ``edge_index`` ``[2, E_kept]`` and weights ``[E_kept]``
+        - **output:** surviving ``edge_index`` ``[2, E_kept]`` and weights
+          ``[E_kept]`` (and their candidate ids ``[E_kept]`` with
+          ``return_edge_id=True``)
     """
 
-    def __init__(self, edge_index: Tensor, num_nodes: Optional[int] = None, *,
-                 groups: str = "both", normalization: str = "sinkhorn", num_iters: int = 10,
+    def __init__(self, edge_index: Union[Tensor, Any], num_nodes: Optional[int] = None, *,
+                 edge_weight: Optional[Tensor] = None, groups: str = "both",
+                 normalization: str = "sinkhorn", num_iters: int = 10,
                  add_self_loops: bool = True, symmetric: bool = False,
                  scorer: Optional[nn.Module] = None, activation: str = "sigmoid",
-                 gate_self_loops: bool = True, unit_init: bool = False) -> None:
+                 gate_self_loops: bool = True, unit_init: bool = False,
+                 init_noise: float = 0.0) -> None:
         super().__init__()
         name = self.__class__.__name__
         check_choice(groups, GROUPS, "groups", name)
@@ -198,7 +189,11 @@ class GatedAdjacency(nn.Module):
         if scorer is not None and not isinstance(scorer, nn.Module):
             raise ValueError(f"'{name}' expects 'scorer' to be an nn.Module "
                              f"(got {type(scorer).__name__})")
-        self.num_nodes = check_edge_index(edge_index, num_nodes, name)
+        if (isinstance(init_noise, bool) or not isinstance(init_noise, (int, float))
+                or not init_noise >= 0 or init_noise == float("inf")):
+            raise ValueError(f"'{name}' expects 'init_noise' to be a finite number >= 0 "
+                             f"(got {init_noise!r})")
+        edge_index, edge_weight, num_nodes = as_edge_list(edge_index, edge_weight, num_nodes, name)
         self.groups = groups
         self.normalization = normalization
         self.add_self_loops = bool(add_self_loops)
@@ -206,17 +201,27 @@ class GatedAdjacency(nn.Module):
         self.activation = activation
         self.gate_self_loops = bool(gate_self_loops)
         self.unit_init = bool(unit_init)
+        self.init_noise = float(init_noise)
 
-        cand = _candidates(edge_index, self.num_nodes, self.add_self_loops, self.symmetric,
-                           self.gate_self_loops)
+        cand = build_candidates(edge_index, edge_weight, num_nodes, self.add_self_loops,
+                                self.symmetric, self.gate_self_loops, name)
+        self.num_nodes = cand.num_nodes
         self.register_buffer("edge_index", cand.edge_index)
         self.register_buffer("beta0_row", cand.beta0_row, persistent=False)
         self.register_buffer("beta0_col", cand.beta0_col, persistent=False)
         self.register_buffer("pair", cand.pair)
         self.register_buffer("pair_rep", cand.pair_rep)
+        self.register_buffer("input_weight", cand.weight)
+        self.register_buffer("input_id", cand.input_id)
+        self.register_buffer("input_to_cand", cand.input_to_cand)
 
         self.scorer = scorer
         self._reuse = None
+        self._last_values: Optional[Tensor] = None
+        self._unit: Optional[Tensor] = None
+        loop = cand.edge_index[0] == cand.edge_index[1]
+        self.register_buffer("gated_id", (~loop).nonzero().view(-1), persistent=False)
+        self.register_buffer("loop_id", loop.nonzero().view(-1), persistent=False)
         # An additive, non-learned prior on the logits of the stored candidates
         # (see set_logit_prior); zeros: the paper's gate.
         self.register_buffer("logit_prior", torch.zeros(cand.edge_index.size(1)))
@@ -234,23 +239,66 @@ class GatedAdjacency(nn.Module):
 
     @classmethod
     def from_data(cls, data, **kwargs) -> "GatedAdjacency":
-        """Builds the adjacency from a PyG ``Data`` (its ``edge_index`` and ``num_nodes``)."""
-        return cls(data.edge_index, data.num_nodes, **kwargs)
+        """Builds the adjacency from a PyG ``Data``: its ``edge_index`` (or
+        ``adj_t``, transposed back), ``num_nodes`` and, if present, its
+        one-dimensional ``edge_weight`` as input strengths."""
+        edge_index = getattr(data, "edge_index", None)
+        if edge_index is None and getattr(data, "adj_t", None) is not None:
+            adj_t = data.adj_t
+            edge_index = adj_t.t() if hasattr(adj_t, "t") else adj_t
+        if edge_index is None:
+            raise ValueError(f"'{cls.__name__}.from_data' needs 'data.edge_index' (or 'adj_t')")
+        weight = getattr(data, "edge_weight", None)
+        if "edge_weight" not in kwargs and isinstance(weight, Tensor) and weight.dim() == 1:
+            kwargs["edge_weight"] = weight
+        return cls(edge_index, data.num_nodes, **kwargs)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
             if self.alpha is not None:
                 self.alpha.zero_()
+                if self.init_noise > 0:
+                    self.alpha.normal_(0.0, self.init_noise)
             for beta, beta0 in ((self.beta_row, self.beta0_row), (self.beta_col, self.beta0_col)):
                 if beta is not None:
                     beta.copy_(beta0 if self.scorer is None else beta0.new_zeros(()))
         if self.scorer is not None and hasattr(self.scorer, "reset_parameters"):
             self.scorer.reset_parameters()
+        self._reuse = None
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """The gate's own parameters (logits or scorer, thresholds), e.g. for
         an optimizer with its own learning rate."""
         return self.parameters()
+
+    def threshold_parameters(self) -> List[nn.Parameter]:
+        r"""The thresholds :math:`\beta` (row and/or column)."""
+        return [b for b in (self.beta_row, self.beta_col) if b is not None]
+
+    def logit_parameters(self) -> List[nn.Parameter]:
+        """The logits: the free per-edge ``alpha``, or the scorer's parameters."""
+        ids = {id(b) for b in self.threshold_parameters()}
+        return [q for q in self.parameters() if id(q) not in ids]
+
+    def param_groups(self, lr: float = 1e-3, threshold_lr: Optional[float] = None,
+                     weight_decay: float = 0.0) -> List[Dict[str, Any]]:
+        r"""Optimizer parameter groups of the gate: the logits at ``lr`` and the
+        thresholds at ``threshold_lr`` (default: ``lr``), no weight decay by
+        default (it would pull the logits toward 0.5 strength, not toward
+        sparsity). The thresholds set the pace of pruning, the logits decide
+        which edge of a group loses. Pass them to any optimizer next to the
+        model's own groups::
+
+            opt = torch.optim.Adam([{"params": model.parameters(), "lr": 0.01},
+                                    *adj.param_groups(lr=1e-3, threshold_lr=0.02)])
+        """
+        thr = lr if threshold_lr is None else threshold_lr
+        for name, value in (("lr", lr), ("threshold_lr", thr), ("weight_decay", weight_decay)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"'{self.__class__.__name__}.param_groups' expects "
+                                 f"'{name}' >= 0 (got {value!r})")
+        return [dict(params=self.logit_parameters(), lr=lr, weight_decay=weight_decay),
+                dict(params=self.threshold_parameters(), lr=thr, weight_decay=0.0)]
 
     @property
     def num_edges(self) -> int:
@@ -260,7 +308,8 @@ class GatedAdjacency(nn.Module):
     # ------------------------------------------------------------------ core
     def _stored(self) -> _Candidates:
         return _Candidates(self.edge_index, self.num_nodes, self.beta0_row, self.beta0_col,
-                           self.pair, self.pair_rep)
+                           self.pair, self.pair_rep, self.input_weight, self.input_to_cand,
+                           self.input_id)
 
     def _other(self, x: Optional[Tensor], edge_index: Tensor) -> _Candidates:
         name = self.__class__.__name__
@@ -270,10 +319,10 @@ class GatedAdjacency(nn.Module):
                 f"pass a 'scorer' to apply it to another 'edge_index'")
         if x is None:
             raise ValueError(f"'{name}' needs the node features 'x' with another 'edge_index'")
-        num_nodes = check_edge_index(edge_index, x.size(0), name)
-        cand = _candidates(edge_index.to(x.device), num_nodes, self.add_self_loops,
-                           self.symmetric, self.gate_self_loops)
-        dtype = self.beta_row.dtype if self.beta_row is not None else self.beta_col.dtype
+        edge_index, weight, _ = as_edge_list(edge_index, None, x.size(0), name)
+        cand = build_candidates(edge_index.to(x.device), weight, x.size(0), self.add_self_loops,
+                                self.symmetric, self.gate_self_loops, name)
+        dtype = self.threshold_parameters()[0].dtype
         return cand._replace(beta0_row=cand.beta0_row.to(dtype), beta0_col=cand.beta0_col.to(dtype))
 
     @torch.no_grad()
@@ -293,6 +342,7 @@ class GatedAdjacency(nn.Module):
         if prior.shape != self.logit_prior.shape:
             raise ValueError(f"'{self.__class__.__name__}.set_logit_prior' expects shape "
                              f"{tuple(self.logit_prior.shape)} (got {tuple(prior.shape)})")
+        check_finite(prior, "prior")
         self.logit_prior.copy_(prior)
 
     def _logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
@@ -317,28 +367,62 @@ class GatedAdjacency(nn.Module):
     def _values(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
         if x is not None:
             check_features(x, cand.num_nodes, self.__class__.__name__)
+            if self.scorer is not None:
+                assert_finite(x, "x")
         alpha = self._logits(x, cand)
+        # NaN would read as "pruned" (relu(NaN) comparisons are False): refuse it.
+        assert_finite(alpha, "gate logits (alpha + logit prior, or the scorer's output)")
         alpha = LOGIT_FLOOR + F.softplus(alpha - LOGIT_FLOOR)
         n, act = cand.num_nodes, self.activation
         row, col = cand.row, cand.col
-        loop = None
-        if not self.gate_self_loops:
-            loop = row == col
-            alpha, row, col = alpha[~loop], row[~loop], col[~loop]
+        gated = loops = None
+        if not self.gate_self_loops:   # precomputed index sets: static shapes, no masking
+            gated, loops = self._split_loops(cand)
+            alpha, row, col = alpha[gated], row[gated], col[gated]
         weight = self._gate(alpha, row, col, cand, n, act, init=False)
         if self.unit_init:
-            with torch.no_grad():
-                w0 = self._gate(torch.zeros_like(alpha), row, col, cand, n, act, init=True)
-            weight = weight / w0.clamp_min(torch.finfo(w0.dtype).tiny)
-        if loop is not None:   # always-on self-loops: the row's strongest gated weight
+            weight = weight / self._unit_scale(alpha, row, col, cand)
+        if cand.weight is not None:   # input strengths
+            strength = cand.weight.to(weight.dtype)
+            weight = weight * (strength if gated is None else strength[gated])
+        if gated is not None and loops is not None:   # always-on self-loops: the row's strongest
             top = weight.new_zeros(n).scatter_reduce(0, row, weight, reduce="amax",
                                                      include_self=True)
             top = torch.where(top > 0, top, torch.ones_like(top))
-            full = weight.new_zeros(loop.numel())
-            full = full.masked_scatter(~loop, weight)
-            weight = full.masked_scatter(loop, top.index_select(0, cand.row[loop]))
+            top = top.index_select(0, cand.row[loops])
+            if cand.weight is not None:
+                top = top * cand.weight[loops].to(top.dtype)
+            full = weight.new_zeros(cand.edge_index.size(1))
+            weight = full.index_copy(0, gated, weight).index_copy(0, loops, top)
         return _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
                                self.num_iters)
+
+    def _split_loops(self, cand: _Candidates) -> Tuple[Tensor, Tensor]:
+        """Indices of the gated candidates and of the self-loops."""
+        if cand.edge_index is self.edge_index:
+            return self.gated_id, self.loop_id
+        loop = cand.row == cand.col
+        return (~loop).nonzero().view(-1), loop.nonzero().view(-1)
+
+    def _unit_scale(self, alpha: Tensor, row: Tensor, col: Tensor, cand: _Candidates) -> Tensor:
+        """The gated weights at the initialization (logits zero, thresholds at
+        their initial values): a constant of the candidates, computed once for
+        the stored ones."""
+        stored = cand.edge_index is self.edge_index
+        if stored and self._unit is not None and self._unit.dtype == alpha.dtype \
+                and self._unit.device == alpha.device:
+            return self._unit
+        with torch.no_grad():
+            w0 = self._gate(torch.zeros_like(alpha), row, col, cand, cand.num_nodes,
+                            self.activation, init=True)
+            w0 = w0.clamp_min(torch.finfo(w0.dtype).tiny)
+        if stored:
+            self._unit = w0
+        return w0
+
+    def _apply(self, fn, *args, **kwargs):
+        self._unit = None                           # cached on the old device / dtype
+        return super()._apply(fn, *args, **kwargs)
 
     def _gate(self, alpha: Tensor, row: Tensor, col: Tensor, cand: _Candidates, n: int,
               act: str, init: bool) -> Tensor:
@@ -369,14 +453,17 @@ class GatedAdjacency(nn.Module):
     # in-place version: an optimizer step or reset_parameters() invalidates
     # it) and an autograd graph that no backward pass has gone through yet.
     def _inputs(self, x: Optional[Tensor], edge_index: Optional[Tensor]) -> tuple:
-        objs = (x, edge_index) + tuple(self.parameters())
+        if self.scorer is None:     # free logits do not read x
+            x = None
+        objs = (x, edge_index) + tuple(self.parameters()) + (self.logit_prior,)
         return objs, tuple(None if t is None else t._version for t in objs)
 
     def _remember(self, x, edge_index, cand: _Candidates, values: Tensor) -> None:
         self._reuse = None
         if values.requires_grad:
             spent = [False]
-            values.register_hook(lambda grad: spent.__setitem__(0, True))
+            if not torch.compiler.is_compiling():   # a hook with side effects breaks the graph
+                values.register_hook(lambda grad: spent.__setitem__(0, True))
             self._reuse = (self._inputs(x, edge_index), cand, values, spent)
 
     def _recall(self, x, edge_index) -> Optional[Tuple[_Candidates, Tensor]]:
@@ -386,6 +473,10 @@ class GatedAdjacency(nn.Module):
         (objs, versions), cand, values, _ = reuse
         now_objs, now_versions = self._inputs(x, edge_index)
         same = len(objs) == len(now_objs) and all(a is b for a, b in zip(objs, now_objs))
+        if torch.compiler.is_compiling():
+            # in-place versions are not traceable; inside one compiled step the
+            # parameters cannot change between the forward pass and the penalty
+            return (cand, values) if same else None
         return (cand, values) if same and versions == now_versions else None
 
     def __getstate__(self):
@@ -394,36 +485,95 @@ class GatedAdjacency(nn.Module):
         return state
 
     # ------------------------------------------------------------ public API
-    def forward(self, x: Optional[Tensor] = None,
-                edge_index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Optional[Tensor] = None, edge_index: Optional[Tensor] = None, *,
+                return_edge_id: bool = False) -> Tuple[Tensor, ...]:
         """The surviving edges and their normalized weights; every exact zero
         is removed. ``edge_index`` (with a scorer only) gates the candidates
-        of another graph on the node features ``x``."""
+        of another graph on the node features ``x``.
+
+        With ``return_edge_id=True`` also the candidate id of every surviving
+        edge (its column in :attr:`edge_index`, in order); for the stored
+        candidates, ``adj.input_id[edge_id]`` is its position in the input
+        ``edge_index`` (``-1`` for an added self-loop).
+
+        The weights of the last call are kept (:attr:`last_edge_values`), so
+        that sparsity and the penalty need no second evaluation."""
         cand, values = self._evaluate(x, edge_index)
         self._remember(x, edge_index, cand, values)
+        self._last_values = values.detach() if edge_index is None else None
         keep = values > 0
+        if return_edge_id:
+            edge_id = keep.nonzero().view(-1)
+            return cand.edge_index[:, edge_id], values[edge_id], edge_id
         return cand.edge_index[:, keep], values[keep]
+
+    @property
+    def last_edge_values(self) -> Optional[Tensor]:
+        """The detached ``[E]`` weights of the stored candidates from the last
+        :meth:`forward` (``None`` before the first one, or after a call on
+        another graph)."""
+        return self._last_values
 
     def edge_values(self, x: Optional[Tensor] = None) -> Tensor:
         """Normalized weights ``[E]`` aligned with :attr:`edge_index`, exact
-        zeros included."""
+        zeros included (a fresh evaluation)."""
         return self._values(x, self._stored())
 
+    @torch.no_grad()
+    def input_values(self, values: Optional[Tensor] = None,
+                     edge_id: Optional[Tensor] = None) -> Tensor:
+        """Per-edge values moved onto the **input** edges ``[E_in]``, in the order
+        the input ``edge_index`` was given (duplicates each get their merged
+        candidate's value): the learned weight of every input edge, ``0``
+        where it was pruned, so ``adj.input_values() > 0`` is a dense mask of
+        the surviving input edges.
+
+        Args:
+            values (Tensor, optional): ``[E_cand]`` values aligned with
+                :attr:`edge_index`, or ``[E_kept]`` values of the surviving
+                edges when ``edge_id`` is given (e.g. an explainer's edge mask
+                over the edges the model received). (default: the weights of
+                the last forward pass, else a fresh evaluation)
+            edge_id (LongTensor, optional): ``[E_kept]`` candidate ids of the
+                entries of ``values`` (from ``adj(return_edge_id=True)``).
+        """
+        if values is None:
+            values = self._last_values if self._last_values is not None else self.edge_values()
+        if edge_id is not None:
+            if values.shape != edge_id.shape:
+                raise ValueError(f"'{self.__class__.__name__}.input_values' expects 'values' "
+                                 f"aligned with 'edge_id' (got {tuple(values.shape)} and "
+                                 f"{tuple(edge_id.shape)})")
+            values = values.new_zeros((self.num_edges,) + values.shape[1:]).index_copy_(
+                0, edge_id, values)
+        if values.size(0) != self.num_edges:
+            raise ValueError(f"'{self.__class__.__name__}.input_values' expects 'values' of "
+                             f"length {self.num_edges} (the candidates) or 'edge_id' "
+                             f"(got length {values.size(0)})")
+        return values.index_select(0, self.input_to_cand)
+
     def penalty(self, p: float = 0.5, x: Optional[Tensor] = None,
-                edge_index: Optional[Tensor] = None) -> Tensor:
+                edge_index: Optional[Tensor] = None, *, reduction: str = "sum") -> Tensor:
         r"""The paper's GCN regularizer
         :math:`\sum_i \mathcal{R}(A_{i,:}) + \mathcal{R}(A_{:,i})` with the
         p-norm :math:`\mathcal{R}` (:func:`~graphsparse.core.pnorm_penalty`)
         on the normalized weights (of another graph's ``edge_index`` with a
         scorer).
 
+        ``reduction="sum"`` is the paper's sum over the :math:`N` nodes; with
+        ``"mean"`` it is divided by :math:`N`: a per-node average, so that a
+        penalty weight :math:`\lambda` means the same on graphs of any size
+        (next to a cross-entropy that is itself a mean over nodes).
+
         Right after a forward pass on the same inputs it reuses that pass's
         weights (no second evaluation), until a backward pass goes through
         them or a parameter changes."""
+        check_choice(reduction, REDUCTIONS, "reduction", f"{self.__class__.__name__}.penalty")
         reused = self._recall(x, edge_index)
         cand, values = reused if reused is not None else self._evaluate(x, edge_index)
-        return (pnorm_penalty(values, cand.row, cand.num_nodes, p, validate=False)
-                + pnorm_penalty(values, cand.col, cand.num_nodes, p, validate=False))
+        total = (pnorm_penalty(values, cand.row, cand.num_nodes, p, validate=False)
+                 + pnorm_penalty(values, cand.col, cand.num_nodes, p, validate=False))
+        return total / max(cand.num_nodes, 1) if reduction == "mean" else total
 
     @property
     def gated_mask(self) -> Tensor:

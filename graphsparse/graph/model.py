@@ -19,78 +19,103 @@ class GatedGCN(nn.Module):
 
     ``model(x)`` evaluates the adjacency once, keeps its surviving edges and
     passes them to every :class:`~graphsparse.graph.GatedGCNConv`; it returns
-    the logits. Train it on
+    the logits. ``model(x, edge_index, edge_weight)`` instead uses weights
+    computed outside (e.g. ``edge_index, edge_weight = adj()`` in your own
+    loop, or a :class:`~graphsparse.structure.StructureLearner`), as any PyG
+    model would; without an ``adjacency`` this is the only form. Train it on
 
     .. math::
         \mathcal{L}(D, W, A) + \lambda \sum_i \mathcal{R}(A_{i,:}) + \mathcal{R}(A_{:,i})
 
-    with ``model.penalty(p)`` as the regularizer, and usually a separate
-    optimizer (or learning rate) for ``model.gate_parameters()`` and
-    ``model.weight_parameters()``.
+    with ``model.penalty(p)`` as the regularizer (it reuses the weights of the
+    forward pass), and usually a separate optimizer (or learning rate) for
+    ``model.gate_parameters()`` and ``model.weight_parameters()``.
 
     With a scorer in the adjacency, ``model(x, edge_index)`` runs on another
     graph (unseen nodes and edges): the scorer gates the candidates of
     ``edge_index`` from ``x``. With free logits the model is tied to the
     adjacency's candidate edges and ``edge_index`` must be omitted.
 
+    The adjacency is given, not owned: construction and
+    :meth:`reset_parameters` leave its (possibly trained) gates alone;
+    reset it with ``model.adjacency.reset_parameters()``.
+
     Args:
         in_channels (int): size of the node features.
         hidden_channels (int): size of the hidden layers.
         out_channels (int): number of classes.
-        num_layers (int): number of graph convolutions. (default: ``2``)
+        num_layers (int): number of graph convolutions (keyword-only, so that
+            PyG's positional order ``(in, hidden, num_layers, out)`` fails
+            loudly instead of building another model). (default: ``2``)
         dropout (float): dropout before every convolution. (default: ``0.5``)
-        adjacency (GatedAdjacency): the learned adjacency (required).
+        adjacency (GatedAdjacency, optional): the learned adjacency.
 
     Shapes:
         - **input:** ``x`` ``[N, in_channels]``, optional ``edge_index`` ``[2, E]``
+          and ``edge_weight`` ``[E]``
         - **output:** logits ``[N, out_channels]``
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
-                 num_layers: int = 2, dropout: float = 0.5, *,
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, *,
+                 num_layers: int = 2, dropout: float = 0.5,
                  adjacency: Optional[GatedAdjacency] = None) -> None:
         super().__init__()
         name = self.__class__.__name__
-        if not isinstance(adjacency, GatedAdjacency):
-            raise ValueError(f"'{name}' expects 'adjacency' to be a GatedAdjacency "
+        if adjacency is not None and not isinstance(adjacency, GatedAdjacency):
+            raise ValueError(f"'{name}' expects 'adjacency' to be a GatedAdjacency or None "
                              f"(got {type(adjacency).__name__})")
         self.in_channels = check_positive_int(in_channels, "in_channels", name)
         self.hidden_channels = check_positive_int(hidden_channels, "hidden_channels", name)
         self.out_channels = check_positive_int(out_channels, "out_channels", name)
         self.num_layers = check_positive_int(num_layers, "num_layers", name)
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+                or not 0.0 <= dropout < 1.0):
             raise ValueError(f"'{name}' expects 'dropout' in [0, 1) (got {dropout!r})")
         self.dropout = float(dropout)
         self.adjacency = adjacency
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = nn.ModuleList(GatedGCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self._last_input: Tuple[Optional[Tensor], Optional[Tensor]] = (None, None)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.adjacency.reset_parameters()
+        """Resets the convolutions (what the model owns), not the given adjacency."""
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Optional[Tensor] = None) -> Tensor:
-        if self.adjacency.scorer is not None:
-            self._last_input = (x, edge_index)
-        adj_index, adj_weight = self.adjacency(x, edge_index)
+    def forward(self, x: Tensor, edge_index: Optional[Tensor] = None,
+                edge_weight: Optional[Tensor] = None) -> Tensor:
+        if edge_weight is None:
+            if self.adjacency is None:
+                raise ValueError(f"'{self.__class__.__name__}' without an 'adjacency' needs "
+                                 f"'edge_index' and 'edge_weight' (e.g. from adj())")
+            if self.adjacency.scorer is not None:
+                self._last_input = (x, edge_index)
+            edge_index, edge_weight = self.adjacency(x, edge_index)
+        elif edge_index is None:
+            raise ValueError(f"'{self.__class__.__name__}' got 'edge_weight' without "
+                             f"'edge_index'")
         for i, conv in enumerate(self.convs):
             x = F.dropout(x, p=self.dropout, training=self.training)
-            x = conv(x, adj_index, adj_weight)
+            x = conv(x, edge_index, edge_weight)
             if i < self.num_layers - 1:
                 x = x.relu()
         return x
 
     def penalty(self, p: float = 0.5, x: Optional[Tensor] = None,
-                edge_index: Optional[Tensor] = None) -> Tensor:
+                edge_index: Optional[Tensor] = None, *, reduction: str = "sum") -> Tensor:
         """The adjacency's penalty (see :meth:`GatedAdjacency.penalty`). With a
         scorer and no ``x``, it is evaluated on the input (``x`` and
         ``edge_index``) of the last forward pass."""
-        if x is None and self.adjacency.scorer is not None:
+        adjacency = self._require_adjacency()
+        if x is None and adjacency.scorer is not None:
             x, edge_index = self._last_input
-        return self.adjacency.penalty(p, x, edge_index)
+        return adjacency.penalty(p, x, edge_index, reduction=reduction)
+
+    def _require_adjacency(self) -> GatedAdjacency:
+        if self.adjacency is None:
+            raise ValueError(f"'{self.__class__.__name__}' has no 'adjacency'; call the "
+                             f"adjacency's own methods")
+        return self.adjacency
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -99,7 +124,7 @@ class GatedGCN(nn.Module):
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the adjacency (logits or scorer, thresholds)."""
-        return self.adjacency.gate_parameters()
+        return self._require_adjacency().gate_parameters()
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the convolutions."""

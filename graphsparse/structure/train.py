@@ -1,11 +1,12 @@
-"""Training a GCN with a learned sparse adjacency, and the plain GCN baseline,
-with model selection on validation accuracy."""
+"""Training a GCN with a learned sparse adjacency (the recipe of
+:class:`~graphsparse.structure.StructureLearner` in a ready-made loop), and
+the plain GCN baseline, with model selection on validation accuracy."""
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -13,14 +14,21 @@ from torch import Tensor, nn
 
 from ..graph import EdgeScorer, GatedAdjacency, GatedGCN, row_norm
 from ..utils import seed_everything
+from ..utils.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from ..utils.interrupt import DeferredInterrupt
+from .learner import LEARNER_DEFAULTS, StructureLearner
 
-#: Defaults of the learned-structure GCN (see the README, "Structure learning").
-STRUCTURE_DEFAULTS: Dict[str, Any] = dict(
+#: Settings of the model and its optimizer in :func:`fit_structure`.
+MODEL_DEFAULTS: Dict[str, Any] = dict(
     hidden=16,             # Kipf & Welling's GCN
     dropout=0.5,
-    lr=0.01,               # Adam, convolution weights
-    weight_decay=5e-4,     # on convolution weights only
+    lr=0.01,               # Adam, model weights
+    weight_decay=5e-4,     # on model weights only
     epochs=300,
+)
+
+#: Settings of the :class:`~graphsparse.graph.GatedAdjacency` in :func:`fit_structure`.
+ADJACENCY_DEFAULTS: Dict[str, Any] = dict(
     groups="row",          # row competition: a node's in-coming neighbours compete
     normalization="row",   # see the README: pruning into high-degree nodes is cheap under row sums
     num_iters=10,          # Sinkhorn iterations
@@ -28,23 +36,14 @@ STRUCTURE_DEFAULTS: Dict[str, Any] = dict(
     gate_self_loops=False, # False: self-loops always on, out of the competitions
     unit_init=True,        # initial adjacency = the candidate graph with unit weights
     init_noise=0.1,        # std of Gaussian noise on the initial logits: breaks the ties of equal rows
-    scorer=None,           # None: free per-edge logits; "dot" / "mlp" / "cosine": an EdgeScorer
+    scorer=None,           # None: free per-edge logits; "dot" / "mlp": an EdgeScorer
     scorer_hidden=64,
-    gate_lr=1e-3,          # Adam, free logits (or scorer): slow, they fit the 140 labels
-    lam=2e-3,              # penalty weight lambda
-    warmup=50,             # epochs over which lambda ramps up linearly from 0
-    p=0.5,
-    min_sparsity=0.2,      # model selection only among checkpoints at least this sparse
-    gate_start=100,        # epochs of GCN weights only (gate frozen at init, lambda = 0)
-    distill=0.11,          # mu: weight of sum_i KL(teacher_i || model_i) over all nodes; teacher: predictions at gate_start
-    prior="agreement",     # None, or "agreement": logit prior from the model's own predictions
-    prior_scale=6.0,       # tau: prior = tau * (cos(P_i, P_j) - 1), in [-tau, 0]
-    prior_temperature=0.1, # softmax temperature of the predictions behind the prior (sharpens)
-    prior_momentum=0.9,    # EMA of the predicted class distributions behind the prior
-    prior_features=1.0,    # kappa: + kappa * z-score of the endpoints' feature cosine
-    threshold_lr=0.02,     # Adam lr of the thresholds beta (None: gate_lr); sets the pruning pace
-    degree_scaled_thresholds=False, # True: threshold steps scaled by log(group size) / log(mean size)
 )
+
+#: Every setting of :func:`fit_structure`: model, adjacency and learner
+#: (:data:`~graphsparse.structure.learner.LEARNER_DEFAULTS`); the README,
+#: "Structure learning", gives the reasons.
+STRUCTURE_DEFAULTS: Dict[str, Any] = {**MODEL_DEFAULTS, **ADJACENCY_DEFAULTS, **LEARNER_DEFAULTS}
 
 #: Named overrides of :data:`STRUCTURE_DEFAULTS`, among which
 #: :func:`select_structure` chooses on validation accuracy. ``"preserve"`` (the
@@ -61,15 +60,16 @@ RECIPES: Dict[str, Dict[str, Any]] = {
 @dataclass
 class FitResult:
     """What a training run produced (at the checkpoint selected on validation)."""
-    val_acc: float
+    val_acc: Optional[float]
     test_acc: Optional[float]
     epoch: int
     edge_sparsity: float
     seconds_per_epoch: float
-    history: List[Dict[str, float]] = field(default_factory=list)
+    history: List[Dict[str, Any]] = field(default_factory=list)
     model: Optional[nn.Module] = None
     edge_values: Optional[Tensor] = None   # [E_cand] at the selected checkpoint
     recipe: Optional[str] = None           # the RECIPES entry chosen by select_structure
+    adjacency: Optional[GatedAdjacency] = None
 
     def summary(self) -> Dict[str, Any]:
         return dict(val_acc=self.val_acc, test_acc=self.test_acc, epoch=self.epoch,
@@ -83,218 +83,173 @@ def _accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor]) -> Optional[flo
     return float((logits[mask].argmax(-1) == y[mask]).float().mean())
 
 
-def build_structure_model(num_features: int, num_classes: int, edge_index: Tensor,
-                          num_nodes: int, config: Dict[str, Any]) -> GatedGCN:
-    """The :class:`~graphsparse.graph.GatedGCN` described by ``config``."""
+def _split(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    cfg = {**STRUCTURE_DEFAULTS, **(config or {})}
+    unknown = set(cfg) - set(STRUCTURE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown structure-learning setting(s) {sorted(unknown)}; "
+                         f"valid ones: {sorted(STRUCTURE_DEFAULTS)}")
+    epochs = cfg["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"'epochs' must be an integer >= 1 (got {epochs!r})")
+    return cfg
+
+
+def build_adjacency(edge_index: Tensor, num_nodes: int, num_features: int,
+                    config: Dict[str, Any]) -> GatedAdjacency:
+    """The :class:`~graphsparse.graph.GatedAdjacency` described by ``config``
+    (the keys of :data:`ADJACENCY_DEFAULTS`)."""
     scorer = None
     if config["scorer"] is not None:
         scorer = EdgeScorer(num_features, config["scorer_hidden"], kind=config["scorer"])
-    adj = GatedAdjacency(edge_index, num_nodes, groups=config["groups"],
-                         normalization=config["normalization"], num_iters=config["num_iters"],
-                         symmetric=config["symmetric"], scorer=scorer,
-                         gate_self_loops=config["gate_self_loops"],
-                         unit_init=config["unit_init"])
+    return GatedAdjacency(edge_index, num_nodes, groups=config["groups"],
+                          normalization=config["normalization"], num_iters=config["num_iters"],
+                          symmetric=config["symmetric"], scorer=scorer,
+                          gate_self_loops=config["gate_self_loops"],
+                          unit_init=config["unit_init"], init_noise=config["init_noise"])
+
+
+def build_structure_model(num_features: int, num_classes: int, edge_index: Tensor,
+                          num_nodes: int, config: Dict[str, Any]) -> GatedGCN:
+    """The :class:`~graphsparse.graph.GatedGCN` described by ``config``."""
+    adj = build_adjacency(edge_index, num_nodes, num_features, config)
     return GatedGCN(num_features, config["hidden"], num_classes, num_layers=2,
                     dropout=config["dropout"], adjacency=adj)
 
 
 def fit_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
-                  val_mask: Tensor, test_mask: Optional[Tensor] = None,
+                  val_mask: Optional[Tensor], test_mask: Optional[Tensor] = None,
                   config: Optional[Dict[str, Any]] = None, seed: int = 0,
-                  progress: bool = False, desc: str = "structure") -> FitResult:
+                  progress: bool = False, desc: str = "structure", *,
+                  model: Optional[Callable[[int, int], nn.Module]] = None,
+                  checkpoint: Union[str, Path, None] = None, resume: bool = False,
+                  checkpoint_every: int = 25) -> FitResult:
     r"""Trains a GCN and its learned adjacency jointly on
 
     .. math::
         \mathcal{L}_{CE}(\text{train}) + \mu \sum_{v} \mathrm{KL}(T_v \,\|\, P_v)
         + \lambda_t \sum_i \mathcal{R}(A_{i,:}) + \mathcal{R}(A_{:,i}),
 
-    with Adam (separate learning rates for the convolution weights, the gate
-    logits and the thresholds), and keeps the checkpoint of best validation
-    accuracy (ties: the later, sparser one) among those with at least
-    ``min_sparsity`` of the gated candidate edges (:attr:`GatedAdjacency.gated_mask`:
-    always-on self-loops are not counted) exactly zero. Test accuracy is
-    only recorded, never used for selection.
+    with Adam (separate learning rates for the model weights, the gate logits
+    and the thresholds), and keeps the checkpoint of best validation accuracy
+    among those with at least ``min_sparsity`` of the gated candidate edges
+    exactly zero. Test accuracy is only recorded, never used for selection.
 
-    **The default recipe** (:data:`STRUCTURE_DEFAULTS`) and what each part
-    prevents. Free per-edge logits trained on the 140 (Cora) labels overfit:
-    the training loss only sees the edges within two hops of the training
-    nodes, so every other edge is pruned by the penalty alone, with nothing
-    to say whether the predictions needed it.
-
-    1. ``gate_start``: the convolution weights train alone for the first
-       epochs (gate frozen at its initialization, :math:`\lambda = 0`), so the
-       gate starts from a model that already predicts; :math:`\lambda` then
-       ramps up over ``warmup`` epochs.
-    2. ``distill`` (:math:`\mu`): self-distillation on **every** node. The
-       teacher :math:`T` is the model's own (eval-mode) predicted class
-       distribution at ``gate_start``, fixed; :math:`P` is the model's
-       prediction. Pruning an edge costs what it changes in the predictions
-       of all nodes, labelled or not, so the penalty removes the edges the
-       predictions do not need. A sum over nodes, like the penalty, so
-       :math:`\mu` does not depend on the graph's size.
-    3. ``groups="row"`` with ``normalization="row"``: a node's in-coming
-       neighbours compete and the node averages those that survive. Removing
-       one of many neighbours barely moves an average, removing one of two
-       does: the distillation then prunes the in-coming edges of high-degree
-       nodes first. (Column competitions would prune a hub's out-going edges,
-       i.e. the only neighbour of its leaves; with ``"sym"`` pruning an edge
-       into a hub also rescales all the hub's out-going messages.)
-    4. ``unit_init`` and ``init_noise``: the initial adjacency is the input
-       graph with unit weights, with small Gaussian noise on the logits. The
-       penalty has no gradient on a row of equal gates (it is a saddle point
-       of the p-norm); the noise breaks those ties.
-    5. ``prior="agreement"``: the gate logits are
-       :math:`\alpha_{ij} + \pi_{ij}` with a constant (no-gradient) prior
-       :math:`\pi_{ij} = \tau(\cos(P_i, P_j) - 1) + \kappa\, z(\cos(x_i, x_j))`
-       refreshed every epoch (:meth:`GatedAdjacency.set_logit_prior`):
-       :math:`P` is an exponential moving average (``prior_momentum``) of the
-       model's own sharpened (``prior_temperature``) predicted class
-       distributions, with the labels on the training nodes, and :math:`z`
-       the standardized feature cosine of the endpoints (``prior_features``,
-       clipped to 3). Within a row, edges whose endpoints are predicted in
-       different classes lose first.
-    6. ``gate_lr`` small (the free logits stay a small correction of the
-       prior), while the thresholds :math:`\beta` move at ``threshold_lr``.
-    7. ``gate_self_loops=False``: self-loops stay out of the competitions and
-       always on (see :class:`~graphsparse.graph.GatedAdjacency`), so a node
-       never loses its own features.
-    8. ``min_sparsity=0.2``: the sparsity level is chosen on validation
-       accuracy among checkpoints with at least 20% of the edges pruned.
-
-    On a graph with many wrong edges the teacher's predictions are misled by
-    them and distillation keeps them; the ``"denoise"`` entry of
-    :data:`RECIPES` (no distillation, row and column competitions) lets the
-    agreement prior remove them instead, and :func:`select_structure` picks
-    between the two on validation accuracy.
-
-    With ``prior=None``, ``distill=0``, ``unit_init=False``, ``init_noise=0``,
-    ``gate_start=0``, ``gate_self_loops=True`` and ``threshold_lr=None`` this
-    is the plain joint training of the paper.
+    This is the loop of ``examples/pyg_drop_in.py``, with a
+    :class:`~graphsparse.structure.StructureLearner` holding the recipe (its
+    docstring explains each part; the README gives the reasons for the
+    defaults, :data:`STRUCTURE_DEFAULTS`). The caller's global random state is
+    left as it was.
 
     Args:
         x (Tensor): ``[N, F]`` node features.
         edge_index (LongTensor): ``[2, E]`` candidate edges.
         y (LongTensor): ``[N]`` labels (any value where unlabelled).
-        train_mask, val_mask, test_mask (BoolTensor): ``[N]`` node masks.
+        train_mask, val_mask, test_mask (BoolTensor): ``[N]`` node masks; with
+            no validation node the last epoch is kept.
         config (dict): overrides of :data:`STRUCTURE_DEFAULTS`.
         seed (int): seeds the initialization and dropout.
         progress (bool): show a progress bar with loss, accuracy and sparsity.
+        model (callable, optional): ``model(num_features, num_classes)``
+            builds the model, called as ``model(x, edge_index, edge_weight)``
+            with the learned weights (default: the :class:`GatedGCN` layers of
+            ``hidden``/``dropout``, sharing the adjacency).
+        checkpoint (path, optional): a file to which the run's state is saved
+            every ``checkpoint_every`` epochs, at the end, and when Ctrl-C
+            stops it (at the end of the current epoch; a second Ctrl-C stops
+            at once). ``resume=True`` continues from it; the resumed run ends
+            bit-identical to an uninterrupted one on the CPU.
     """
-    cfg = {**STRUCTURE_DEFAULTS, **(config or {})}
-    unknown = set(cfg) - set(STRUCTURE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown structure-learning setting(s) {sorted(unknown)}; "
-                         f"valid ones: {sorted(STRUCTURE_DEFAULTS)}")
-    if cfg["distill"] and cfg["gate_start"] < 1:
-        raise ValueError(f"'distill' ({cfg['distill']}) needs 'gate_start' >= 1: the teacher is "
-                         f"the model's prediction after the first gate_start epochs; set "
-                         f"gate_start or distill=0")
-    seed_everything(seed)
-    num_classes = int(y[train_mask | val_mask].max()) + 1
-    model = build_structure_model(x.size(1), num_classes, edge_index, x.size(0), cfg).to(x.device)
-    adj = model.adjacency
-    thresholds = [b for b in (adj.beta_row, adj.beta_col) if b is not None]
-    ids = {id(b) for b in thresholds}
-    logit_params = [q for q in model.gate_parameters() if id(q) not in ids]
-    thr_lr = cfg["gate_lr"] if cfg["threshold_lr"] is None else cfg["threshold_lr"]
-    thr_scale = []
-    if cfg["degree_scaled_thresholds"] and adj.scorer is None:
-        # Adam moves every threshold by about the same step, so rows of two
-        # candidates would lose a neighbour as early as hubs lose one of a
-        # hundred; scaling the steps by log(size) prunes redundant edges first.
-        cand0 = adj.edge_index[:, adj.edge_index[0] != adj.edge_index[1]] \
-            if not adj.gate_self_loops else adj.edge_index
-        for b, idx in ((adj.beta_row, cand0[1]), (adj.beta_col, cand0[0])):
-            if b is not None:
-                size = torch.bincount(idx, minlength=adj.num_nodes).clamp_min(1).to(b.dtype)
-                lg = size.log()
-                thr_scale.append((b, lg / lg[lg > 0].mean()))
-    if cfg["init_noise"] and adj.alpha is not None:
-        with torch.no_grad():
-            adj.alpha.normal_(0.0, cfg["init_noise"])
-    opt = torch.optim.Adam([
-        dict(params=list(model.weight_parameters()), lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
-        dict(params=logit_params, lr=cfg["gate_lr"], weight_decay=0.0),
-        dict(params=thresholds, lr=thr_lr, weight_decay=0.0),
-    ])
-    use_x = model.adjacency.scorer is not None
-    cand = adj.edge_index
-    is_loop = cand[0] == cand[1]
-    feat_prior = 0.0
-    if cfg["prior"] == "agreement" and cfg["prior_features"]:
-        fc = F.cosine_similarity(x[cand[0]], x[cand[1]], dim=-1)
-        mu, sd = fc[~is_loop].mean(), fc[~is_loop].std().clamp_min(1e-12)
-        feat_prior = cfg["prior_features"] * ((fc - mu) / sd).clamp(-3.0, 3.0)
-    gate_params = list(model.gate_parameters())
-    ema: Optional[Tensor] = None
-    train_onehot = F.one_hot(y[train_mask], num_classes).to(x.dtype)
-    best: Optional[Dict[str, Any]] = None
-    history: List[Dict[str, float]] = []
-    epochs = range(cfg["epochs"])
+    cfg = _split(config)
+    saved_rng = rng_state()
+    try:
+        seed_everything(seed)
+        return _fit(x, edge_index, y, train_mask, val_mask, test_mask, cfg, progress, desc,
+                    model, None if checkpoint is None else Path(checkpoint), resume,
+                    checkpoint_every)
+    finally:
+        set_rng_state(saved_rng)
+
+
+def _fit(x, edge_index, y, train_mask, val_mask, test_mask, cfg, progress, desc, model_fn,
+         checkpoint, resume, checkpoint_every) -> FitResult:
+    num_classes = int(y[train_mask | (val_mask if val_mask is not None else train_mask)].max()) + 1
+    adj = build_adjacency(edge_index, x.size(0), x.size(1), cfg).to(x.device)
+    if model_fn is None:
+        model: nn.Module = GatedGCN(x.size(1), cfg["hidden"], num_classes, num_layers=2,
+                                    dropout=cfg["dropout"], adjacency=adj)
+        weights = list(model.weight_parameters())
+    else:
+        model = model_fn(x.size(1), num_classes)
+        weights = list(model.parameters())
+    model = model.to(x.device)
+    learner = StructureLearner(adj, y, train_mask, x=x, model=model,
+                               **{k: cfg[k] for k in LEARNER_DEFAULTS})
+    opt = torch.optim.Adam([dict(params=weights, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+                            *learner.param_groups()])
+    x_adj = x if adj.scorer is not None else None
+    history: List[Dict[str, Any]] = []
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, map_location=x.device)
+        if state.get("config") != cfg:
+            raise ValueError(f"the checkpoint {checkpoint} was written with other settings; "
+                             f"start afresh without resume, or pass the same settings")
+        model.load_state_dict(state["model"])
+        adj.load_state_dict(state["adjacency"])
+        opt.load_state_dict(state["optimizer"])
+        learner.load_state_dict(state["learner"])
+        history = list(state["history"])
+        set_rng_state(state["rng"])
+
+    def save() -> None:
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save(dict(config=cfg, model=model.state_dict(), adjacency=adj.state_dict(),
+                             optimizer=opt.state_dict(), learner=learner.state_dict(),
+                             history=history, rng=rng_state()), checkpoint)
+
+    epochs = range(learner.epoch, cfg["epochs"])
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(epochs, desc=desc, leave=False)
+        bar = tqdm(epochs, desc=desc, leave=False, total=cfg["epochs"], initial=learner.epoch)
         epochs = bar
     t0 = time.perf_counter()
-    start = cfg["gate_start"]
-    teacher: Optional[Tensor] = None
-    for epoch in epochs:
-        gate_on = epoch >= start
-        for prm in gate_params:
-            prm.requires_grad_(gate_on)
-        model.train()
-        opt.zero_grad()
-        out = model(x)
-        loss = F.cross_entropy(out[train_mask], y[train_mask])
-        if teacher is not None:
-            # a sum over nodes, like the penalty: mu does not depend on N
-            loss = loss + cfg["distill"] * F.kl_div(out.log_softmax(-1), teacher, reduction="sum")
-        t = epoch - start + 1
-        lam = 0.0 if not gate_on else cfg["lam"] * (min(1.0, t / cfg["warmup"]) if cfg["warmup"] else 1.0)
-        pen = model.penalty(cfg["p"]) if lam > 0 else loss.new_zeros(())
-        (loss + lam * pen).backward()
-        old = [b.detach().clone() for b, _ in thr_scale] if gate_on else []
-        opt.step()
-        with torch.no_grad():
-            for (b, scale), b_old in zip(thr_scale, old):
-                b.copy_(b_old + scale * (b - b_old))
+    with DeferredInterrupt(enabled=checkpoint is not None) as stop:
+        for epoch in epochs:
+            model.train()
+            opt.zero_grad()
+            out = model(x, *adj(x_adj))
+            loss = F.cross_entropy(out[train_mask], y[train_mask]) + learner.loss(out)
+            loss.backward()
+            opt.step()
 
-        model.eval()
-        with torch.no_grad():
-            out = model(x)
-            values = model.adjacency.edge_values(x if use_x else None)
-        sparsity = adj.sparsity_of(values)
-        rec = dict(epoch=epoch, loss=loss.item(), penalty=pen.item(),
-                   train_acc=_accuracy(out, y, train_mask), val_acc=_accuracy(out, y, val_mask),
-                   test_acc=_accuracy(out, y, test_mask), edge_sparsity=sparsity)
-        history.append(rec)
-        if sparsity >= cfg["min_sparsity"] and (best is None or rec["val_acc"] >= best["val_acc"]):
-            best = dict(rec, state=copy.deepcopy(model.state_dict()), values=values.clone())
-        if cfg["distill"] and epoch + 1 == start:
-            teacher = out.softmax(-1)
-        with torch.no_grad():
-            if cfg["prior"] == "agreement":
-                # Predicted class distributions (train nodes: their labels),
-                # smoothed over epochs; the prior of the next epoch's gate.
-                prob = (out / cfg["prior_temperature"]).softmax(-1)
-                prob[train_mask] = train_onehot
-                m = cfg["prior_momentum"]
-                ema = prob if ema is None else m * ema + (1 - m) * prob
-                if epoch + 1 >= start:
-                    agree = F.cosine_similarity(ema[cand[0]], ema[cand[1]], dim=-1)
-                    prior = cfg["prior_scale"] * (agree - 1) + feat_prior
-                    prior[is_loop] = prior.max()
-                    adj.set_logit_prior(prior)
-        if bar is not None:
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_acc']:.3f}",
-                            sparsity=f"{sparsity:.2f}", refresh=False)
-    seconds = (time.perf_counter() - t0) / max(cfg["epochs"], 1)
-    if best is None:  # never reached min_sparsity: fall back to the last epoch
-        best = dict(history[-1], state=copy.deepcopy(model.state_dict()), values=values.clone())
-    model.load_state_dict(best["state"])
-    return FitResult(best["val_acc"], best["test_acc"], best["epoch"], best["edge_sparsity"],
-                     seconds, history, model, best["values"])
+            model.eval()
+            with torch.no_grad():
+                out = model(x, *adj(x_adj))
+            val_acc = _accuracy(out, y, val_mask)
+            learner.step(out, val_acc)
+            rec = dict(epoch=epoch, loss=float(loss.detach()), lam=learner.lam,
+                       train_acc=_accuracy(out, y, train_mask), val_acc=val_acc,
+                       test_acc=_accuracy(out, y, test_mask),
+                       edge_sparsity=learner.last["sparsity"])
+            history.append(rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['loss']:.3f}",
+                                val="-" if val_acc is None else f"{val_acc:.3f}",
+                                sparsity=f"{rec['edge_sparsity']:.2f}", refresh=False)
+            if stop.requested:
+                save()
+                raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}; checkpoint "
+                                        f"saved to {checkpoint}")
+            if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
+                save()
+    save()
+    seconds = (time.perf_counter() - t0) / max(len(range(cfg["epochs"])), 1)
+    best = learner.restore()
+    rec = history[best["epoch"]]
+    return FitResult(rec["val_acc"], rec["test_acc"], best["epoch"], best["sparsity"],
+                     seconds, history, model, best["values"], adjacency=adj)
 
 
 def recipe_config(name: str, config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -306,27 +261,36 @@ def recipe_config(name: str, config: Optional[Dict[str, Any]] = None) -> Dict[st
 
 
 def select_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
-                     val_mask: Tensor, test_mask: Optional[Tensor] = None,
+                     val_mask: Optional[Tensor], test_mask: Optional[Tensor] = None,
                      config: Optional[Dict[str, Any]] = None, seed: int = 0,
                      recipes: Sequence[str] = tuple(RECIPES), progress: bool = False,
-                     desc: str = "structure") -> FitResult:
+                     desc: str = "structure", *,
+                     checkpoint_dir: Union[str, Path, None] = None,
+                     resume: bool = False) -> FitResult:
     """Runs :func:`fit_structure` once per recipe of :data:`RECIPES` (with
-    :func:`recipe_config`, same seed) and
-    returns the run of best validation accuracy (ties: the first recipe);
-    its name is in ``result.recipe``. Test accuracy plays no part.
+    :func:`recipe_config`, same seed) and returns the run of best validation
+    accuracy (ties, or no validation nodes: the first recipe); its name is in
+    ``result.recipe``. Test accuracy plays no part. With ``checkpoint_dir``
+    every recipe checkpoints to ``<checkpoint_dir>/<recipe>.pt`` (see
+    :func:`fit_structure`); ``resume=True`` continues from there, recipes
+    already finished included.
 
     On a clean graph ``"preserve"`` wins (Cora, CiteSeer); on a graph with
     many random edges ``"denoise"`` does (see the README)."""
     if not recipes:
         raise ValueError("'recipes' must name at least one of " f"{sorted(RECIPES)}")
+    configs = {name: recipe_config(name, config) for name in recipes}
     best: Optional[FitResult] = None
-    for name in recipes:
+    for name, cfg in configs.items():
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}.pt"
         res = fit_structure(x, edge_index, y, train_mask, val_mask, test_mask,
-                            config=recipe_config(name, config), seed=seed,
-                            progress=progress, desc=f"{desc} ({name})")
+                            config=cfg, seed=seed, progress=progress, desc=f"{desc} ({name})",
+                            checkpoint=ckpt, resume=resume)
         res.recipe = name
-        if best is None or res.val_acc > best.val_acc:
+        if best is None or (res.val_acc is not None and best.val_acc is not None
+                            and res.val_acc > best.val_acc):
             best = res
+    assert best is not None
     return best
 
 

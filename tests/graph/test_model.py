@@ -115,7 +115,7 @@ def test_runs_on_device(device):
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    (dict(adjacency=None), "adjacency"),
+    (dict(adjacency="row"), "adjacency"),
     (dict(num_layers=0), "num_layers"),
     (dict(dropout=1.0), "dropout"),
     (dict(hidden_channels=0), "hidden_channels"),
@@ -153,3 +153,44 @@ def test_scorer_training_on_cora_stays_finite():
         (loss + 1e-4 * model.penalty(0.5)).backward()
         opt.step()
         assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_given_adjacency_is_never_reset_and_pyg_order_fails():
+    model, _ = _model()
+    adj = model.adjacency
+    with torch.no_grad():
+        for p in adj.parameters():
+            p.uniform_(-2, 2)
+    trained = [p.detach().clone() for p in adj.parameters()]
+    other = GatedGCN(6, 8, 3, adjacency=adj)
+    other.reset_parameters()
+    assert all(torch.equal(a, p) for a, p in zip(trained, adj.parameters()))
+    convs = [p.detach().clone() for p in other.convs.parameters()]
+    other.reset_parameters()                        # resets what it owns
+    assert any(not torch.equal(a, p) for a, p in zip(convs, other.convs.parameters()))
+    with pytest.raises(TypeError):
+        GatedGCN(6, 8, 2, 7, adjacency=adj)         # PyG order (in, hidden, num_layers, out)
+
+
+def test_external_weights_equal_the_owned_adjacency():
+    model, x = _model()
+    model.eval()
+    edge_index, edge_weight = model.adjacency()
+    torch.testing.assert_close(model(x, edge_index, edge_weight), model(x))
+    bare = GatedGCN(6, 8, 3)
+    bare.load_state_dict({k: v for k, v in model.state_dict().items()
+                          if not k.startswith("adjacency.")})
+    torch.testing.assert_close(bare.eval()(x, edge_index, edge_weight), model(x))
+    with pytest.raises(ValueError, match="edge_weight"):
+        bare(x)
+
+
+def test_penalty_after_forward_evaluates_the_adjacency_once(monkeypatch):
+    model, x = _model()
+    calls = []
+    values = model.adjacency._values
+    monkeypatch.setattr(model.adjacency, "_values", lambda *a: calls.append(1) or values(*a))
+    for _ in range(3):
+        model.zero_grad()
+        (model(x).sum() + model.penalty(0.5)).backward()
+    assert len(calls) == 3                          # once per step, penalty included
