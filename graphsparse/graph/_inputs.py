@@ -70,6 +70,8 @@ class Candidates(NamedTuple):
     weight: Optional[Tensor]      # [E] input strengths (None: all ones)
     input_to_cand: Tensor         # [E_in] candidate of every input edge
     input_id: Tensor              # [E] first input position of every candidate, -1 if none
+    cand_id: Optional[Tensor] = None   # [E_b] a batch's candidates: ids among the stored ones
+    node_id: Optional[Tensor] = None   # [N_b] a batch's nodes: their global ids
 
     @property
     def row(self) -> Tensor:
@@ -80,19 +82,38 @@ class Candidates(NamedTuple):
         return self.edge_index[0]
 
 
+def first_of_each(group: Tensor) -> Tensor:
+    """``[G]`` the first position of every group ``0..G-1`` in ``group`` ``[E]``."""
+    num = int(group.max()) + 1 if group.numel() > 0 else 0
+    pos = torch.arange(group.numel(), device=group.device)
+    first = torch.full((num,), group.numel(), dtype=torch.long, device=group.device)
+    return first.scatter_reduce(0, group, pos, reduce="amin")
+
+
 def build_candidates(edge_index: Tensor, edge_weight: Optional[Tensor], num_nodes: int,
                      add_self_loops: bool, symmetric: bool, gate_self_loops: bool,
-                     owner: str) -> Candidates:
+                     owner: str, extra: Optional[Tensor] = None) -> Candidates:
     """Coalesces the input edges into candidates (duplicate edges merged, their
-    weights summed; ``symmetric``: both directions, the larger weight;
-    ``add_self_loops``: the missing self-loops with weight one) and records
-    where every input edge went."""
+    weights summed; ``extra``: more candidate edges, weight one, those already
+    in the input merged into them; ``symmetric``: both directions, the larger
+    weight; ``add_self_loops``: the missing self-loops with weight one) and
+    records where every input edge went."""
     num_nodes = check_edge_index(edge_index, num_nodes, owner)
     ei_in = edge_index.long()
     w_in = None
     if edge_weight is not None:
         w_in = check_edge_weight(edge_weight, ei_in.size(1), owner)
     ei, w = coalesce(ei_in, w_in, num_nodes=num_nodes, reduce="sum")
+    if extra is not None:
+        if not isinstance(extra, Tensor) or extra.dim() != 2 or extra.size(0) != 2:
+            raise ValueError(f"'{owner}' expects 'candidates' of shape [2, E'] "
+                             f"(got {getattr(extra, 'shape', type(extra).__name__)})")
+        check_edge_index(extra, num_nodes, owner)
+        extra = extra.long().to(ei.device)
+        new = ~torch.isin(extra[0] * num_nodes + extra[1], ei[0] * num_nodes + ei[1])
+        extra = extra[:, new]
+        w = None if w is None else torch.cat([w, w.new_ones(extra.size(1))])
+        ei, w = coalesce(torch.cat([ei, extra], 1), w, num_nodes=num_nodes, reduce="max")
     if symmetric:
         both = torch.cat([ei, ei.flip(0)], 1)
         ei, w = coalesce(both, None if w is None else torch.cat([w, w]), num_nodes=num_nodes,
@@ -107,10 +128,7 @@ def build_candidates(edge_index: Tensor, edge_weight: Optional[Tensor], num_node
     if symmetric:
         key = torch.minimum(ei[0], ei[1]) * num_nodes + torch.maximum(ei[0], ei[1])
         _, pair = torch.unique(key, return_inverse=True)
-        num_pairs = int(pair.max()) + 1 if pair.numel() > 0 else 0
-        pos = torch.arange(pair.numel(), device=ei.device)
-        pair_rep = torch.full((num_pairs,), pair.numel(), dtype=torch.long, device=ei.device)
-        pair_rep = pair_rep.scatter_reduce(0, pair, pos, reduce="amin")
+        pair_rep = first_of_each(pair)
     # coalesce sorts by source * N + target: every input edge is found by bisection.
     keys = ei[0] * num_nodes + ei[1]
     input_to_cand = torch.searchsorted(keys, ei_in[0] * num_nodes + ei_in[1])

@@ -13,7 +13,7 @@ from ..core import pnorm_penalty, sparse_gate
 from ..core.gate import ACTIVATIONS
 from ..utils.validation import check_choice, check_finite, check_positive_int
 from ._inputs import Candidates as _Candidates
-from ._inputs import as_edge_list, build_candidates
+from ._inputs import as_edge_list, build_candidates, first_of_each
 from ._validate import assert_finite, check_features
 from .norm import _row_norm, _sym_norm
 from .sinkhorn import _sinkhorn
@@ -37,6 +37,13 @@ def _normalize_edges(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
     if normalization == "sym":
         return _sym_norm(row, col, weight, num_nodes)
     return weight
+
+
+def _reverse_ids(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Position of the reverse edge ``(i, j)`` of every edge ``(j, i)`` of a
+    coalesced, symmetric ``edge_index``."""
+    keys = edge_index[0] * num_nodes + edge_index[1]
+    return torch.searchsorted(keys, edge_index[1] * num_nodes + edge_index[0])
 
 
 class GatedAdjacency(nn.Module):
@@ -154,6 +161,11 @@ class GatedAdjacency(nn.Module):
             :math:`r_{ij} c_{ij}` starts at about
             :math:`\tfrac14 \tfrac{n_i}{n_i+1} \tfrac{n_j}{n_j+1}`, which
             favours high-degree sources, unlike GCN. (default: ``False``)
+        candidates (LongTensor, optional): ``[2, E']`` more candidate edges
+            beyond the input graph, e.g. the k nearest neighbours of every node
+            (:func:`~graphsparse.graph.knn.knn_candidates`): gated like the
+            input edges, so the learned graph can add edges as well as remove
+            them. Their :attr:`input_id` is ``-1``; :attr:`new_mask` marks them.
         init_noise (float): standard deviation of Gaussian noise added to the
             initial free logits by :meth:`reset_parameters` (from the global
             torch RNG). A row of equal gates is a saddle point of the p-norm
@@ -175,7 +187,7 @@ class GatedAdjacency(nn.Module):
                  add_self_loops: bool = True, symmetric: bool = False,
                  scorer: Optional[nn.Module] = None, activation: str = "sigmoid",
                  gate_self_loops: bool = True, unit_init: bool = False,
-                 init_noise: float = 0.0) -> None:
+                 init_noise: float = 0.0, candidates: Optional[Tensor] = None) -> None:
         super().__init__()
         name = self.__class__.__name__
         check_choice(groups, GROUPS, "groups", name)
@@ -204,7 +216,7 @@ class GatedAdjacency(nn.Module):
         self.init_noise = float(init_noise)
 
         cand = build_candidates(edge_index, edge_weight, num_nodes, self.add_self_loops,
-                                self.symmetric, self.gate_self_loops, name)
+                                self.symmetric, self.gate_self_loops, name, extra=candidates)
         self.num_nodes = cand.num_nodes
         self.register_buffer("edge_index", cand.edge_index)
         self.register_buffer("beta0_row", cand.beta0_row, persistent=False)
@@ -218,10 +230,18 @@ class GatedAdjacency(nn.Module):
         self.scorer = scorer
         self._reuse = None
         self._last_values: Optional[Tensor] = None
+        self._last_batch: Optional[_Candidates] = None
         self._unit: Optional[Tensor] = None
         loop = cand.edge_index[0] == cand.edge_index[1]
         self.register_buffer("gated_id", (~loop).nonzero().view(-1), persistent=False)
         self.register_buffer("loop_id", loop.nonzero().view(-1), persistent=False)
+        # for mini-batches: the self-loop candidate of every node (-1: none) and,
+        # when symmetric, the candidate of the reverse direction of every edge
+        self_loop_id = torch.full((self.num_nodes,), -1, dtype=torch.long)
+        self_loop_id[cand.edge_index[0, self.loop_id]] = self.loop_id
+        self.register_buffer("self_loop_id", self_loop_id, persistent=False)
+        self.register_buffer("reverse_id", _reverse_ids(cand.edge_index, self.num_nodes)
+                             if self.symmetric else None, persistent=False)
         # An additive, non-learned prior on the logits of the stored candidates
         # (see set_logit_prior); zeros: the paper's gate.
         self.register_buffer("logit_prior", torch.zeros(cand.edge_index.size(1)))
@@ -346,13 +366,18 @@ class GatedAdjacency(nn.Module):
         self.logit_prior.copy_(prior)
 
     def _logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
-        stored = cand.edge_index is self.edge_index
         logits = self._raw_logits(x, cand)
-        return logits + self.logit_prior if stored else logits
+        if cand.edge_index is self.edge_index:
+            return logits + self.logit_prior
+        if cand.cand_id is not None:       # a batch of the stored candidates
+            return logits + self.logit_prior.index_select(0, cand.cand_id)
+        return logits
 
     def _raw_logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
         if self.scorer is None:
-            return self.alpha if cand.pair is None else self.alpha.index_select(0, cand.pair)
+            idx = self.pair if cand.cand_id is None else (
+                cand.cand_id if self.pair is None else self.pair.index_select(0, cand.cand_id))
+            return self.alpha if idx is None else self.alpha.index_select(0, idx)
         if x is None:
             raise ValueError(f"'{self.__class__.__name__}' has a scorer: pass the node "
                              f"features 'x'")
@@ -361,8 +386,16 @@ class GatedAdjacency(nn.Module):
         rep = cand.edge_index.index_select(1, cand.pair_rep)
         return self.scorer(x, rep).index_select(0, cand.pair)
 
-    def _beta(self, beta: Tensor, beta0: Tensor) -> Tensor:
-        return beta if self.scorer is None else beta0 + beta
+    def _beta(self, beta: Tensor, beta0: Tensor, beta0_stored: Tensor,
+              cand: _Candidates) -> Tensor:
+        if self.scorer is not None:        # one learned offset from the initial value
+            return beta0 + beta
+        if cand.node_id is None:
+            return beta
+        # a batch: the node's learned offset from its full-graph initial value,
+        # on the initial value of the batch's (smaller) group
+        return beta.index_select(0, cand.node_id) - beta0_stored.index_select(0, cand.node_id) \
+            + beta0
 
     def _values(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
         if x is not None:
@@ -430,14 +463,16 @@ class GatedAdjacency(nn.Module):
         initial thresholds."""
         weight = None
         if self.beta_row is not None:   # row competition (also columns when symmetric)
-            beta = cand.beta0_row if init else self._beta(self.beta_row, cand.beta0_row)
+            beta = (cand.beta0_row if init
+                    else self._beta(self.beta_row, cand.beta0_row, self.beta0_row, cand))
             weight = sparse_gate(alpha, beta, row, n, "none", act, validate=False)
         if self.groups != "row":
             if init:
                 beta_col = cand.beta0_row if self.symmetric else cand.beta0_col
             else:
-                beta_col = (self._beta(self.beta_row, cand.beta0_row) if self.symmetric
-                            else self._beta(self.beta_col, cand.beta0_col))
+                beta_col = (self._beta(self.beta_row, cand.beta0_row, self.beta0_row, cand)
+                            if self.symmetric
+                            else self._beta(self.beta_col, cand.beta0_col, self.beta0_col, cand))
             gc = sparse_gate(alpha, beta_col, col, n, "none", act, validate=False)
             weight = gc if weight is None else weight * gc
         return weight
@@ -458,8 +493,11 @@ class GatedAdjacency(nn.Module):
         objs = (x, edge_index) + tuple(self.parameters()) + (self.logit_prior,)
         return objs, tuple(None if t is None else t._version for t in objs)
 
-    def _remember(self, x, edge_index, cand: _Candidates, values: Tensor) -> None:
+    def _remember(self, x, edge_index, cand: _Candidates, values: Tensor,
+                  batch: bool = False) -> None:
         self._reuse = None
+        self._last_values = values.detach() if edge_index is None and not batch else None
+        self._last_batch = cand if batch else None
         if values.requires_grad:
             spent = [False]
             if not torch.compiler.is_compiling():   # a hook with side effects breaks the graph
@@ -482,6 +520,7 @@ class GatedAdjacency(nn.Module):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_reuse"] = None        # a live autograd graph cannot be copied
+        state["_last_batch"] = None
         return state
 
     # ------------------------------------------------------------ public API
@@ -500,12 +539,97 @@ class GatedAdjacency(nn.Module):
         that sparsity and the penalty need no second evaluation."""
         cand, values = self._evaluate(x, edge_index)
         self._remember(x, edge_index, cand, values)
-        self._last_values = values.detach() if edge_index is None else None
         keep = values > 0
         if return_edge_id:
             edge_id = keep.nonzero().view(-1)
             return cand.edge_index[:, edge_id], values[edge_id], edge_id
         return cand.edge_index[:, keep], values[keep]
+
+    def subgraph(self, edge_index: Tensor, e_id: Tensor, n_id: Tensor,
+                 x: Optional[Tensor] = None, *,
+                 return_edge_id: bool = False) -> Tuple[Tensor, ...]:
+        r"""The learned weights on a sampled subgraph (a mini-batch), from the
+        global gate parameters, through the batch's edge ids.
+
+        ``edge_index``, ``e_id`` and ``n_id`` are what PyG's loaders give:
+        the batch's edges in local node ids, their positions in the input
+        ``edge_index`` (``NeighborLoader`` sets ``batch.e_id``; for
+        ``RandomNodeLoader`` / ``Data.subgraph`` store
+        ``data.e_id = torch.arange(E)`` first), and the global id of every
+        local node (``batch.n_id``). The batch's candidates are its distinct
+        input edges plus the self-loops of its nodes.
+
+        **Competition groups are per batch**: a node's row competition is
+        among its in-coming edges that are in the batch, with the node's own
+        learned threshold offset, :math:`eta_i - eta_0(n_i) + eta_0(n_i^b)`
+        (:math:`n_i`, :math:`n_i^b`: its group size in the graph and in the
+        batch), and the normalization runs on the batch. Full-graph groups
+        would need every edge of the graph in every step, which is what
+        mini-batches avoid; when a batch holds all in-coming edges of a node
+        (a full neighbourhood), that node's weights equal the full-graph ones.
+        After this call :meth:`penalty` (without ``edge_index``) is the batch's
+        penalty, reusing these weights, until the next full-graph
+        :meth:`forward`.
+
+        Args:
+            edge_index (LongTensor): ``[2, E_b]`` local edges of the batch.
+            e_id (LongTensor): ``[E_b]`` their positions in the input edges.
+            n_id (LongTensor): ``[N_b]`` global ids of the batch's nodes.
+            x (Tensor, optional): ``[N_b, F]`` the batch's node features
+                (with a scorer).
+            return_edge_id (bool): also return the candidate ids (global) of
+                the surviving edges.
+
+        Returns:
+            The surviving local ``edge_index`` ``[2, E_kept]`` and weights
+            ``[E_kept]`` (and their candidate ids).
+        """
+        cand = self._batch(edge_index, e_id, n_id)
+        values = self._values(x, cand)
+        self._remember(x, None, cand, values, batch=True)
+        keep = (values > 0).nonzero().view(-1)
+        out = (cand.edge_index.index_select(1, keep), values.index_select(0, keep))
+        if return_edge_id:
+            assert cand.cand_id is not None
+            return out + (cand.cand_id.index_select(0, keep),)
+        return out
+
+    def _batch(self, edge_index: Tensor, e_id: Tensor, n_id: Tensor) -> _Candidates:
+        name = f"{self.__class__.__name__}.subgraph"
+        for arg, t in (("edge_index", edge_index), ("e_id", e_id), ("n_id", n_id)):
+            if not isinstance(t, Tensor) or t.dtype not in (torch.long, torch.int32):
+                raise ValueError(f"'{name}' expects '{arg}' to be an integer tensor")
+        if e_id.dim() != 1 or edge_index.dim() != 2 or edge_index.size(1) != e_id.numel():
+            raise ValueError(f"'{name}' expects 'e_id' with one entry per column of "
+                             f"'edge_index' (got {tuple(e_id.shape)} and "
+                             f"{tuple(edge_index.shape)})")
+        n_id, e_id = n_id.long(), e_id.long()
+        num_local = n_id.numel()
+        local = torch.full((self.num_nodes,), -1, dtype=torch.long, device=n_id.device)
+        local[n_id] = torch.arange(num_local, device=n_id.device)
+        ids = self.input_to_cand.index_select(0, e_id)
+        if self.symmetric:                   # both directions of every sampled pair
+            ids = torch.cat([ids, self.reverse_id.index_select(0, ids)])
+        if self.add_self_loops:
+            ids = torch.cat([ids, self.self_loop_id.index_select(0, n_id)])
+        ids = torch.unique(ids[ids >= 0])     # distinct candidates, in candidate order
+        glob = self.edge_index.index_select(1, ids)
+        loc = local[glob]
+        if bool((loc < 0).any()):
+            raise ValueError(f"'{name}': an edge of 'e_id' has an endpoint outside 'n_id' "
+                             f"(pass the batch's own e_id and n_id)")
+        counted = loc if self.gate_self_loops else loc[:, loc[0] != loc[1]]
+        from ..core import init_beta
+        dtype = self.beta0_row.dtype
+        beta0_row = init_beta(torch.bincount(counted[1], minlength=num_local)).to(dtype)
+        beta0_col = init_beta(torch.bincount(counted[0], minlength=num_local)).to(dtype)
+        pair = pair_rep = None
+        if self.pair is not None:
+            _, pair = torch.unique(self.pair.index_select(0, ids), return_inverse=True)
+            pair_rep = first_of_each(pair)
+        weight = None if self.input_weight is None else self.input_weight.index_select(0, ids)
+        return _Candidates(loc, num_local, beta0_row, beta0_col, pair, pair_rep, weight,
+                           ids.new_empty(0), self.input_id.index_select(0, ids), ids, n_id)
 
     @property
     def last_edge_values(self) -> Optional[Tensor]:
@@ -570,10 +694,40 @@ class GatedAdjacency(nn.Module):
         them or a parameter changes."""
         check_choice(reduction, REDUCTIONS, "reduction", f"{self.__class__.__name__}.penalty")
         reused = self._recall(x, edge_index)
-        cand, values = reused if reused is not None else self._evaluate(x, edge_index)
+        batch = getattr(self, "_last_batch", None)
+        if reused is not None:
+            cand, values = reused
+        elif batch is not None and edge_index is None:     # the last mini-batch's graph
+            cand, values = batch, self._values(x, batch)
+        else:
+            cand, values = self._evaluate(x, edge_index)
         total = (pnorm_penalty(values, cand.row, cand.num_nodes, p, validate=False)
                  + pnorm_penalty(values, cand.col, cand.num_nodes, p, validate=False))
         return total / max(cand.num_nodes, 1) if reduction == "mean" else total
+
+    @property
+    def new_mask(self) -> Tensor:
+        """``[E]`` the candidates that are not input edges (nor self-loops):
+        edges the learned graph adds when they survive."""
+        new = (self.input_id < 0) & (self.edge_index[0] != self.edge_index[1])
+        if self.reverse_id is not None:   # symmetric: the reverse of an input edge is not new
+            new = new & new.index_select(0, self.reverse_id)
+        return new
+
+    @torch.no_grad()
+    def self_share(self, values: Optional[Tensor] = None) -> Tensor:
+        r"""``[N]`` the weight of every node's self-loop over its row's total,
+        :math:`A_{ii} / \sum_j A_{ij}` (1: the node ignores its neighbours and
+        falls back on its own features, as an MLP; 0 for a node without a
+        self-loop or an empty row). ``values``: as for :meth:`input_values`."""
+        if values is None:
+            values = self._last_values if self._last_values is not None else self.edge_values()
+        row = self.edge_index[1]
+        total = values.new_zeros(self.num_nodes).index_add_(0, row, values)
+        own = values.new_zeros(self.num_nodes).index_add_(
+            0, row[self.loop_id], values[self.loop_id])
+        return torch.where(total > 0, own / total.clamp_min(torch.finfo(total.dtype).tiny),
+                           torch.zeros_like(total))
 
     @property
     def gated_mask(self) -> Tensor:

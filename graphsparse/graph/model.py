@@ -31,6 +31,11 @@ class GatedGCN(nn.Module):
     forward pass), and usually a separate optimizer (or learning rate) for
     ``model.gate_parameters()`` and ``model.weight_parameters()``.
 
+    On a mini-batch of the adjacency's graph (a PyG loader's batch),
+    ``model(batch.x, batch.edge_index, e_id=batch.e_id, n_id=batch.n_id)``
+    gates the batch's edges (:meth:`GatedAdjacency.subgraph`); wrapped in
+    ``DistributedDataParallel`` the gates train on every process's batches.
+
     With a scorer in the adjacency, ``model(x, edge_index)`` runs on another
     graph (unseen nodes and edges): the scorer gates the candidates of
     ``edge_index`` from ``x``. With free logits the model is tied to the
@@ -83,8 +88,15 @@ class GatedGCN(nn.Module):
             conv.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Optional[Tensor] = None,
-                edge_weight: Optional[Tensor] = None) -> Tensor:
-        if edge_weight is None:
+                edge_weight: Optional[Tensor] = None, *, e_id: Optional[Tensor] = None,
+                n_id: Optional[Tensor] = None) -> Tensor:
+        if e_id is not None or n_id is not None:    # a mini-batch of the adjacency's graph
+            if edge_index is None or e_id is None or n_id is None or edge_weight is not None:
+                raise ValueError(f"'{self.__class__.__name__}' on a mini-batch takes the "
+                                 f"batch's 'edge_index', 'e_id' and 'n_id' (no 'edge_weight')")
+            edge_index, edge_weight = self._require_adjacency().subgraph(edge_index, e_id, n_id,
+                                                                         x)
+        elif edge_weight is None:
             if self.adjacency is None:
                 raise ValueError(f"'{self.__class__.__name__}' without an 'adjacency' needs "
                                  f"'edge_index' and 'edge_weight' (e.g. from adj())")

@@ -205,16 +205,19 @@ class StructureLearner:
             prm.requires_grad_(self.gate_active)
 
     # ------------------------------------------------------------ the loop
-    def loss(self, out: Tensor) -> Tensor:
+    def loss(self, out: Tensor, n_id: Optional[Tensor] = None) -> Tensor:
         """The recipe's extra loss for the training-mode logits ``out``
-        (``[N, C]``): the distillation term once the teacher exists, plus
+        (``[N, C]``, or ``[N_b, C]`` of a mini-batch whose nodes are ``n_id``):
+        the distillation term once the teacher exists, plus
         :math:`\\lambda_t` times the penalty, which reuses the weights of the
-        forward pass that produced ``out``. Add it to your task loss."""
+        forward pass that produced ``out`` (a batch's, after
+        :meth:`GatedAdjacency.subgraph`). Add it to your task loss."""
         total = out.new_zeros(())
         if self.teacher is not None:
+            teacher = self.teacher if n_id is None else self.teacher.index_select(0, n_id)
             # a sum over nodes, like the penalty: mu does not depend on N
             total = total + self.settings["distill"] * F.kl_div(
-                out.log_softmax(-1), self.teacher, reduction="sum")
+                out.log_softmax(-1), teacher, reduction="sum")
         lam = self.lam
         if lam > 0:
             total = total + lam * self.penalty()
