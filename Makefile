@@ -29,7 +29,7 @@ $(VENV)/.ready: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.ready
-	$(VENV)/bin/graphsparse learn --out results/karate
+	$(VENV)/bin/graphsparse learn --out results/karate --overwrite
 
 # pytest exits 5 when it collected no test: that is a failure here.
 test: $(VENV)/.ready

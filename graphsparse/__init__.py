@@ -12,21 +12,39 @@ differentiable sparse gates.
 * :mod:`graphsparse.regularizers`: SGL0 and group-lasso channel sparsity;
 * :mod:`graphsparse.data`: loaders that share one data root.
 """
-from . import cnn, core, data, graph, regularizers, structure, utils
-from .cnn import DenseNet, LeNet5Caffe, ResNet, ResNeXt, compact
-from .core import SparseGate, init_beta, pnorm_penalty, sparse_gate
-from .graph import EdgeScorer, GatedAdjacency, GatedGCN, GatedGCNConv, row_norm, sinkhorn, sym_norm
-from .regularizers import L1, SGL0, GroupLasso, SparseGroupLasso, compact_channels
-from .structure import learn_structure
-from .utils import seed_everything
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SparseGate", "sparse_gate", "init_beta", "pnorm_penalty",
-    "GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "sinkhorn", "row_norm", "sym_norm",
-    "learn_structure",
-    "ResNet", "ResNeXt", "DenseNet", "LeNet5Caffe", "compact",
-    "SGL0", "GroupLasso", "SparseGroupLasso", "L1", "compact_channels",
-    "seed_everything", "__version__",
-]
+#: Where every top-level name lives. Subpackages (and torch, PyG) are imported
+#: on first use, so that ``graphsparse learn`` can check its arguments and its
+#: output folder in a fraction of a second, before any of them is loaded.
+_EXPORTS = {
+    "SparseGate": "core", "sparse_gate": "core", "init_beta": "core", "pnorm_penalty": "core",
+    "GatedAdjacency": "graph", "EdgeScorer": "graph", "GatedGCNConv": "graph",
+    "GatedGCN": "graph", "EdgeWeighted": "graph", "sinkhorn": "graph", "row_norm": "graph",
+    "sym_norm": "graph",
+    "StructureLearner": "structure", "learn_structure": "structure",
+    "ResNet": "cnn", "ResNeXt": "cnn", "DenseNet": "cnn", "LeNet5Caffe": "cnn", "compact": "cnn",
+    "SGL0": "regularizers", "GroupLasso": "regularizers", "SparseGroupLasso": "regularizers",
+    "L1": "regularizers", "compact_channels": "regularizers",
+    "seed_everything": "utils",
+}
+_SUBPACKAGES = ("cnn", "core", "data", "graph", "regularizers", "structure", "utils")
+
+__all__ = list(_EXPORTS) + list(_SUBPACKAGES) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

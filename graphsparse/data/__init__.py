@@ -1,6 +1,6 @@
 """Datasets from one data root (``GRAPHSPARSE_DATA``): Planetoid graphs, CIFAR
 and MNIST as device tensors, and seeded edge corruption."""
-from .cifar import CorruptDatasetError, load_cifar, normalize, random_crop_flip
+from .cifar import CifarUnpickler, CorruptDatasetError, load_cifar, normalize, random_crop_flip
 from .corrupt import corrupt_edges
 from .mnist import load_mnist, read_idx
 from .planetoid import load_planetoid
@@ -8,4 +8,4 @@ from .root import ENV_VAR, DatasetNotFoundError, get_data_root, missing_dataset,
 
 __all__ = ["ENV_VAR", "DatasetNotFoundError", "CorruptDatasetError", "get_data_root",
            "missing_dataset", "writable_cache", "load_planetoid", "corrupt_edges",
-           "load_cifar", "normalize", "random_crop_flip", "load_mnist", "read_idx"]
+           "load_cifar", "CifarUnpickler", "normalize", "random_crop_flip", "load_mnist", "read_idx"]

@@ -1,22 +1,24 @@
 """CIFAR-10 / CIFAR-100 from the official python pickle batches, held whole on
 one device, with batched augmentation (no per-image Python loop).
 
-Security: the official batches are Python pickles, and unpickling runs
-arbitrary code. :func:`load_cifar` therefore reads pickles only from the user's
-own data root (the ``root`` argument, ``GRAPHSPARSE_DATA`` or the default
-root), and archives it downloads itself are checked against the official MD5
-before they are extracted. Never point the data root at files from a source
-you do not trust.
+Security: the official batches are Python pickles, and a plain ``pickle.load``
+runs whatever code a file names. :func:`read_cifar_batch` therefore unpickles
+with :class:`CifarUnpickler`, which admits only what the official batches
+contain (dicts, lists, strings, bytes, ints and NumPy arrays with their
+reconstruction helpers); a file that names anything else is refused before
+any of it runs. Archives :func:`download_cifar` fetches are also checked
+against the official MD5 before they are extracted.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import pickle
 import tarfile
 import urllib.request
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -46,6 +48,47 @@ class CorruptDatasetError(ValueError):
     """A dataset file exists but cannot be read (truncated, corrupted, wrong format)."""
 
 
+def _latin1_encode(obj: str, encoding: str = "utf-8") -> bytes:
+    # Python 3 pickles bytes at protocol 2 as _codecs.encode(text, "latin1")
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not "
+                                     f"part of a CIFAR batch")
+    return codecs.encode(obj, "latin1")
+
+
+def _cifar_globals() -> dict:
+    from numpy._core import multiarray, numeric
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): _latin1_encode}
+    for mod in ("numpy.core", "numpy._core"):   # NumPy 1 and 2 names of the same helpers
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{mod}.numeric", "_frombuffer")] = getattr(numeric, "_frombuffer")
+    return allowed
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that :class:`CifarUnpickler` does not admit."""
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what the official CIFAR batches hold:
+    dicts, lists, tuples, strings, bytes, numbers and NumPy arrays (the
+    ``ndarray`` / ``dtype`` classes and NumPy's array and scalar
+    reconstruction helpers). Any other global a file names (``os.system``,
+    ``builtins.eval``, a class of some package...) raises
+    :class:`pickle.UnpicklingError` before it is called."""
+
+    def find_class(self, module: str, name: str):
+        obj = _cifar_globals().get((module, name))
+        if obj is None:
+            raise UnsafePickleError(
+                f"refused to load '{module}.{name}': a CIFAR batch holds only NumPy arrays, "
+                f"lists, dicts, strings, bytes and ints, so this file is not an official "
+                f"batch and may carry code")
+        return obj
+
+
 def read_cifar_batch(path: Union[str, os.PathLike], label_key: str = "labels"
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Reads one pickle batch: images ``uint8 [N, 3, 32, 32]`` and labels
@@ -59,7 +102,10 @@ def read_cifar_batch(path: Union[str, os.PathLike], label_key: str = "labels"
     hint = f"; delete '{path}' and download the dataset again"
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
+            batch = CifarUnpickler(f, encoding="latin1").load()
+    except UnsafePickleError as e:
+        raise CorruptDatasetError(
+            f"CIFAR batch '{path}': {e}; nothing in it was run{hint}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, IndexError, KeyError, UnicodeDecodeError) as e:
         raise CorruptDatasetError(
@@ -102,7 +148,7 @@ def download_cifar(name: str, root: Path) -> Path:
                                   f"delete it and try again")
     with tarfile.open(archive, "r:gz") as tar:
         # the "data" filter refuses absolute paths and links out of root (Python >= 3.10.12)
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        safe: Dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         tar.extractall(root, **safe)
     return root / folder
 

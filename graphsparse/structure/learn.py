@@ -1,42 +1,156 @@
 """``learn_structure``: learn a sparse structure for a user's own graph and
-write the learned graph, a summary and a picture."""
+write the learned graph, a summary and a picture.
+
+Everything that can be checked is checked before training starts: the
+settings, every input file (:func:`~graphsparse.structure.read_graph_input`),
+the train / validation split, and that the output folder can be written and
+holds no earlier run's files. The outputs are all or nothing: each file is
+written under a temporary name and renamed when complete, and an error or
+Ctrl-C while writing removes the files this run had already written.
+``summary.json`` is written last.
+"""
 from __future__ import annotations
 
 import csv
+import inspect
 import json
+import math
+import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from ..utils.checkpoint import rng_state, set_rng_state
+from ..utils.io import atomic_open, atomic_write_text, prepare_output_dir, provenance
+from ..utils.seed import deterministic_algorithms
 from .io import GraphInput, PathLike, read_graph_input
 from .train import RECIPES, recipe_config, select_structure
 
+#: The files ``learn_structure`` writes (``summary.json`` last).
+OUTPUT_FILES = ("graph.png", "learned_edges.csv", "learned_graph.pt", "summary.json")
+#: The folder, inside ``out``, that holds the checkpoints of an unfinished run.
+CHECKPOINT_DIR = ".checkpoint"
 
-def split_labelled(y: Tensor, val_fraction: float, seed: int) -> tuple:
-    """Stratified split of the labelled nodes (``y >= 0``) into train and
-    validation masks; every class keeps at least one training node."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"'val_fraction' must lie in [0, 1) (got {val_fraction})")
+
+def split_labelled(y: Tensor, val_fraction: float, seed: int) -> Tuple[Tensor, Tensor]:
+    """Stratified split of the labelled nodes (``y >= 0``) into disjoint
+    train and validation masks.
+
+    Each class with ``n`` labelled nodes puts ``round(val_fraction * n)`` of
+    them, a seeded random choice, in validation, but at least one when
+    ``val_fraction > 0`` and ``n >= 2``, and never all: every class keeps at
+    least one training node. Unlabelled nodes are in neither mask.
+
+    Args:
+        y (LongTensor): ``[N]`` labels, ``-1`` for unlabelled nodes.
+        val_fraction (float): in ``[0, 1)``.
+        seed (int): seeds the choice (a private generator: the global RNGs
+            are not touched).
+
+    Returns:
+        ``(train_mask, val_mask)``, BoolTensors ``[N]``.
+    """
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or \
+            not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"'val_fraction' must lie in [0, 1) (got {val_fraction!r})")
     gen = torch.Generator().manual_seed(seed)
     train = torch.zeros_like(y, dtype=torch.bool)
     val = torch.zeros_like(y, dtype=torch.bool)
     for c in y[y >= 0].unique().tolist():
         idx = (y == c).nonzero().flatten()
         idx = idx[torch.randperm(idx.numel(), generator=gen)]
-        n_val = min(int(round(val_fraction * idx.numel())), idx.numel() - 1)
+        n_val = int(round(val_fraction * idx.numel()))
+        if val_fraction > 0:
+            n_val = max(n_val, 1)
+        n_val = min(n_val, idx.numel() - 1)
         val[idx[:n_val]] = True
         train[idx[n_val:]] = True
     return train, val
 
 
+def check_learn_settings(val_fraction: float, config: Optional[Dict[str, Any]],
+                         recipes: Sequence[str], seed: int) -> None:
+    """Checks the settings of :func:`learn_structure` before anything is read
+    or trained: ``ValueError`` naming the setting (as its command-line
+    option) and the fix."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"'--seed' (seed) must be an integer (got {seed!r})")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or \
+            not math.isfinite(val_fraction) or not 0.0 < val_fraction < 1.0:
+        raise ValueError(
+            f"'--val-fraction' (val_fraction) must lie in (0, 1) (got {val_fraction!r}): the "
+            f"held-out labelled nodes choose the checkpoint and the recipe, so at least one is "
+            f"needed; 0.25 is the default")
+    if not recipes or any(r not in RECIPES for r in recipes):
+        raise ValueError(f"'--recipe' (recipes) must name recipes among {sorted(RECIPES)} "
+                         f"(got {list(recipes)!r})")
+    config = dict(config or {})
+    if "epochs" in config:
+        e = config["epochs"]
+        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+            raise ValueError(f"'--epochs' (config['epochs']) must be an integer >= 1 (got {e!r})")
+    if "lam" in config:
+        lam = config["lam"]
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or \
+                not math.isfinite(lam) or lam < 0:
+            raise ValueError(f"'--lam' (config['lam']) must be a finite number >= 0 (got "
+                             f"{lam!r}); 0 turns the penalty off")
+    for name in recipes:
+        cfg = recipe_config(name, config)
+        e = cfg["epochs"]
+        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+            raise ValueError(f"recipe {name!r}: 'epochs' must be an integer >= 1 (got {e!r})")
+
+
+def _check_split(gi: GraphInput, train: Tensor, val: Tensor) -> None:
+    if int(val.sum()) == 0:
+        counts = {gi.classes[c]: int((gi.y == c).sum()) for c in range(len(gi.classes))}
+        raise ValueError(
+            f"no labelled node is left for validation: every class has a single labelled node "
+            f"({counts}) and each class keeps one for training; the validation nodes choose "
+            f"the checkpoint and the recipe, so label at least two nodes of some class")
+
+
+def _select_kwargs(out: Path, resume: bool) -> Dict[str, Any]:
+    """``checkpoint_dir`` / ``resume`` for :func:`select_structure`, when it
+    takes them."""
+    params = inspect.signature(select_structure).parameters
+    if "checkpoint_dir" in params and "resume" in params:
+        return dict(checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)
+    if resume:
+        raise ValueError("'--resume' (resume=True): this version of select_structure does not "
+                         "write checkpoints, so there is nothing to resume; run without it")
+    return {}
+
+
+def _prepare_out(out: Union[str, Path], overwrite: bool, resume: bool) -> Path:
+    out = Path(out)
+    ck = out / CHECKPOINT_DIR
+    if resume:
+        # the interrupted run's own outputs (if it got that far) are replaced
+        out = prepare_output_dir(out, overwrite=overwrite, allow=(CHECKPOINT_DIR, *OUTPUT_FILES))
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+        return out
+    if ck.is_dir() and out.is_dir():
+        if not overwrite:
+            raise ValueError(f"'--out' '{out}' holds the checkpoint of an interrupted run; "
+                             f"pass --resume to continue it, or --overwrite to start over")
+        prepare_output_dir(out, overwrite=False, allow=[p.name for p in out.iterdir()])
+        shutil.rmtree(ck)
+    return prepare_output_dir(out, overwrite=overwrite)
+
+
 def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLike] = None,
                     labels: Optional[PathLike] = None, *, out: Union[str, Path] = "results/learn",
-                    directed: bool = False, label_attr: str = "label", val_fraction: float = 0.25,
-                    config: Optional[Dict[str, Any]] = None, seed: int = 0,
-                    recipes: Sequence[str] = tuple(RECIPES), progress: bool = True,
-                    plot: bool = True, verbose: bool = True) -> Dict[str, Any]:
+                    directed: bool = False, label_attr: Optional[str] = None,
+                    val_fraction: float = 0.25, config: Optional[Dict[str, Any]] = None,
+                    seed: int = 0, recipes: Sequence[str] = tuple(RECIPES),
+                    progress: bool = True, plot: bool = True, verbose: bool = True,
+                    header: Optional[bool] = None, overwrite: bool = False,
+                    resume: bool = False, deterministic: bool = False) -> Dict[str, Any]:
     """Learns a sparse structure for a graph given as files (see
     :func:`~graphsparse.structure.read_graph_input`; no input: the karate-club
     graph), trains the learned-structure GCN with every recipe of
@@ -51,19 +165,48 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     * ``learned_graph.pt``: the same as a PyG ``Data`` (``edge_index``,
       ``edge_weight``, ``x``, ``y``, ``node_ids``);
     * ``summary.json``: accuracy on the held-out labelled nodes, edges kept and
-      removed, kept degree and predicted class of every node, the settings and
-      the input log;
+      removed, kept degree and predicted class of every node, the settings,
+      the input log and the provenance (seed, every setting, package
+      versions, SHA-256 of every input file);
     * ``graph.png``: the original and learned graphs (drawn for up to 300
       nodes; degree and weight histograms above that).
+
+    ``out`` must be a new or empty folder, unless ``overwrite`` (the old
+    outputs are then removed first); it is checked before training. With a
+    :func:`select_structure` that takes ``checkpoint_dir``, checkpoints go
+    to ``out/.checkpoint`` (removed once the outputs are written) and
+    ``resume`` continues an interrupted run from there.
+
+    The caller's global random generators (torch, CUDA, ``random``, NumPy)
+    are the same after the call as before it.
+
+    Args:
+        header (bool, optional): whether the CSV inputs start with a header
+            row (default: recognised by shape, logged).
+        overwrite (bool): replace the outputs of an earlier run in ``out``.
+        resume (bool): continue the interrupted run whose checkpoint is in
+            ``out/.checkpoint``.
+        deterministic (bool): deterministic algorithms only
+            (:func:`~graphsparse.utils.seed.deterministic_algorithms`: for
+            CUDA; CPU training is deterministic already).
 
     Returns:
         The summary dictionary.
     """
-    gi = read_graph_input(edges, features, labels, directed=directed, label_attr=label_attr)
+    config = dict(config or {})
+    recipes = tuple(recipes)
+    check_learn_settings(val_fraction, config, recipes, seed)
+    gi = read_graph_input(edges, features, labels, directed=directed, label_attr=label_attr,
+                          header=header)
     say = print if verbose else (lambda *a, **k: None)
     for line in gi.log:
         say(f"[input] {line}")
     train, val = split_labelled(gi.y, val_fraction, seed)
+    _check_split(gi, train, val)
+    kwargs = _select_kwargs(Path(out), resume)      # before anything in 'out' is removed
+    out = _prepare_out(out, overwrite, resume)
+    if kwargs:
+        kwargs["checkpoint_dir"].mkdir(exist_ok=True)
     say(f"[graph] {gi.num_nodes} nodes, {gi.edge_index.size(1) // (1 if directed else 2)} "
         f"edges, {gi.x.size(1)} features ({gi.feature_source}), {len(gi.classes)} classes, "
         f"{int(train.sum())} train / {int(val.sum())} validation labels")
@@ -71,29 +214,46 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     eval_mask = None
     if true_y is not None:  # karate club: every member's club is known
         eval_mask = gi.y < 0
-    result = select_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
-                              train, val, eval_mask, config, seed=seed, recipes=recipes,
-                              progress=progress, desc="learn")
-    cfg = recipe_config(result.recipe, config)
-    model = result.model
-    adj = model.adjacency
-    x_in = gi.x if adj.scorer is not None else None
-    model.eval()
-    with torch.no_grad():
-        kept_index, kept_weight = adj.export(x_in)
-        pred = model(gi.x).argmax(-1)
+    caller_rng = rng_state()
+    try:
+        with deterministic_algorithms(deterministic):
+            result = select_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
+                                      train, val, eval_mask, config, seed=seed, recipes=recipes,
+                                      progress=progress, desc="learn", **kwargs)
+            assert result.recipe is not None and result.model is not None
+            cfg = recipe_config(result.recipe, config)
+            model: Any = result.model
+            adj = model.adjacency
+            x_in = gi.x if adj.scorer is not None else None
+            model.eval()
+            with torch.no_grad():
+                kept_index, kept_weight = adj.export(x_in)
+                pred = model(gi.x).argmax(-1)
+    except BaseException:
+        ck = kwargs.get("checkpoint_dir")
+        if ck is not None and ck.is_dir() and not any(ck.iterdir()):
+            ck.rmdir()          # nothing saved: leave no folder that asks for --resume
+        raise
+    finally:
+        set_rng_state(caller_rng)
     summary = _summarize(gi, adj, kept_index, kept_weight, result, cfg, train, val, true_y)
     summary["predictions"] = {gi.node_ids[i]: gi.classes[c] for i, c in enumerate(pred.tolist())}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_outputs(out, gi, kept_index, kept_weight, summary)
-    if plot:
-        from .plot import plot_learned_graph
-        plot_learned_graph(gi, kept_index, kept_weight, out / "graph.png", pred)
+    settings = dict(edges=None if edges is None else str(edges),
+                    features=None if features is None else str(features),
+                    labels=None if labels is None else str(labels), directed=directed,
+                    label_attr=label_attr, header=header, val_fraction=val_fraction,
+                    recipes=list(recipes), config=config, deterministic=deterministic,
+                    resumed=resume, selected_settings=cfg)
+    summary["seed"] = seed
+    summary["provenance"] = provenance(seed, settings, [edges, features, labels])
+    written = _write_outputs(out, gi, kept_index, kept_weight, summary, pred if plot else None,
+                             plot)
+    if kwargs:
+        shutil.rmtree(kwargs["checkpoint_dir"], ignore_errors=True)
     say(f"[result] recipe {result.recipe!r}, validation accuracy {summary['val_acc']:.3f}; kept "
         f"{summary['edges']['original_kept']} of {summary['edges']['original']} edge entries "
         f"({summary['edges']['original_removed']} removed)")
-    say(f"[result] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
+    say(f"[result] wrote {', '.join(sorted(p.name for p in written))} to {out}")
     return summary
 
 
@@ -132,15 +292,34 @@ def _summarize(gi: GraphInput, adj, kept_index: Tensor, kept_weight: Tensor, res
 
 
 def _write_outputs(out: Path, gi: GraphInput, kept_index: Tensor, kept_weight: Tensor,
-                   summary: Dict[str, Any]) -> None:
-    with open(out / "learned_edges.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["source", "target", "weight"])
-        for (j, i), a in zip(kept_index.t().tolist(), kept_weight.tolist()):
-            w.writerow([gi.node_ids[j], gi.node_ids[i], f"{a:.6g}"])
-    from torch_geometric.data import Data
-    data = Data(x=gi.x, edge_index=kept_index.cpu(), edge_weight=kept_weight.cpu(), y=gi.y,
-                num_nodes=gi.num_nodes)
-    data.node_ids = list(gi.node_ids)
-    torch.save(data, out / "learned_graph.pt")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+                   summary: Dict[str, Any], pred: Optional[Tensor], plot: bool) -> List[Path]:
+    """Writes every output through a temporary file; ``summary.json`` last.
+    On any error (Ctrl-C included) the files already written are removed, so
+    the folder holds all the outputs or none."""
+    text = json.dumps(summary, indent=2, allow_nan=False)   # before any file: fails early
+    written: List[Path] = []
+    try:
+        if plot:
+            from .plot import plot_learned_graph
+            plot_learned_graph(gi, kept_index, kept_weight, out / "graph.png", pred)
+            written.append(out / "graph.png")
+        with atomic_open(out / "learned_edges.csv", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["source", "target", "weight"])
+            for (j, i), a in zip(kept_index.t().tolist(), kept_weight.tolist()):
+                w.writerow([gi.node_ids[j], gi.node_ids[i], f"{a:.6g}"])
+        written.append(out / "learned_edges.csv")
+        from torch_geometric.data import Data
+        data = Data(x=gi.x, edge_index=kept_index.cpu(), edge_weight=kept_weight.cpu(), y=gi.y,
+                    num_nodes=gi.num_nodes)
+        data.node_ids = list(gi.node_ids)
+        with atomic_open(out / "learned_graph.pt", "wb") as f:
+            torch.save(data, f)
+        written.append(out / "learned_graph.pt")
+        atomic_write_text(out / "summary.json", text)
+        written.append(out / "summary.json")
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return written

@@ -10,6 +10,15 @@ from torch import Tensor
 MAX_DRAWN_NODES = 300
 
 
+def _save(fig, path: Path) -> None:
+    """``fig.savefig`` through a temporary file renamed on success: an
+    interrupted run never leaves a truncated picture."""
+    from ..utils.io import atomic_open
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=110, format=path.suffix.lstrip(".") or "png")
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -45,7 +54,8 @@ def plot_learned_graph(gi, kept_index: Tensor, kept_weight: Tensor, path: Path,
         borders = [2.0 if lab else 0.4 for lab in labelled]
         fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
         for ax, g, title in ((axes[0], orig, f"input graph ({orig.number_of_edges()} edges)"),
-                             (axes[1], learned, f"learned graph ({learned.number_of_edges()} edges)")):
+                             (axes[1], learned,
+                              f"learned graph ({learned.number_of_edges()} edges)")):
             widths = [0.5 + 3 * g[u][v].get("weight", 0.3) for u, v in g.edges()]
             nx.draw_networkx_edges(g, pos, ax=ax, width=widths, alpha=0.6)
             nx.draw_networkx_nodes(g, pos, ax=ax, node_size=sizes, cmap="tab10",
@@ -63,13 +73,14 @@ def plot_learned_graph(gi, kept_index: Tensor, kept_weight: Tensor, path: Path,
         d_in = torch.bincount(gi.edge_index[1], minlength=n)
         d_out = torch.bincount(kept_index[1][nonloop], minlength=n)
         bins = range(0, int(d_in.max()) + 2)
-        axes[0].hist([d_in.tolist(), d_out.tolist()], bins=bins, label=["input", "learned"], log=True)
+        axes[0].hist([d_in.tolist(), d_out.tolist()], bins=bins, label=["input", "learned"],
+                     log=True)
         axes[0].set_xlabel("degree")
         axes[0].legend()
         axes[1].hist(kept_weight[nonloop].tolist(), bins=50, log=True)
         axes[1].set_xlabel("learned edge weight (kept edges)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -94,5 +105,5 @@ def plot_training(histories: Dict[str, List[dict]], weights: Dict[str, Sequence[
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)

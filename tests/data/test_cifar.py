@@ -102,3 +102,61 @@ def test_identity_augmentation_and_normalize():
     x = normalize(images, CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"])
     ref = (images[:, 0].float() / 255 - 0.4914) / 0.2470
     torch.testing.assert_close(x[:, 0], ref)
+
+
+class _Payload:
+    """Unpickling this creates a file: a loader that runs it is unsafe."""
+
+    def __init__(self, mark, how="os"):
+        self.mark, self.how = str(mark), how
+
+    def __reduce__(self):
+        import os
+        if self.how == "os":
+            return (os.system, (f"touch '{self.mark}'",))
+        return (open, (self.mark, "w"))
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+@pytest.mark.parametrize("how", ["os", "open"])
+def test_pickle_payload_in_a_batch_runs_nothing(tmp_path, where, how):
+    folder = _fake_cifar(tmp_path)
+    mark = tmp_path / "PWNED"
+    if where == "top":
+        evil = _Payload(mark, how)
+    else:   # a valid-looking batch with the payload in one field
+        evil = {"labels": [0, 1], "data": np.zeros((2, 3072), np.uint8),
+                "filenames": [_Payload(mark, how), "b.png"]}
+    (folder / "data_batch_2").write_bytes(pickle.dumps(evil))
+    with pytest.raises(CorruptDatasetError, match=r"data_batch_2.*refused.*nothing in it was run"):
+        load_cifar(root=tmp_path, download=False)
+    assert not mark.exists()
+
+
+def test_unpickler_admits_official_batch_forms(tmp_path):
+    """Protocol 2 (bytes through _codecs.encode), 4, 5 and the NumPy 1 module
+    names (numpy.core.multiarray) that the official Python 2 batches use."""
+    rng = np.random.default_rng(0)
+    batch = {"batch_label": b"training batch 1 of 5", "labels": [3, 1],
+             "data": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
+             "filenames": [b"a.png", b"b.png"], "count": np.int64(2)}
+    for proto in (2, 4, 5):
+        raw = pickle.dumps(batch, protocol=proto)
+        if proto == 2:
+            assert b"numpy._core.multiarray\n_reconstruct" in raw
+            raw = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+        (tmp_path / "b").write_bytes(raw)
+        images, labels = read_cifar_batch(tmp_path / "b")
+        assert np.array_equal(images.reshape(2, -1), batch["data"])
+        assert labels.tolist() == [3, 1]
+
+
+def test_unpickler_refuses_other_codecs(tmp_path):
+    import _codecs
+
+    class Enc:
+        def __reduce__(self):
+            return (_codecs.encode, ("x", "rot13"))
+    (tmp_path / "b").write_bytes(pickle.dumps({"data": Enc(), "labels": []}))
+    with pytest.raises(CorruptDatasetError, match="rot13"):
+        read_cifar_batch(tmp_path / "b")
