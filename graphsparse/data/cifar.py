@@ -63,7 +63,8 @@ def _cifar_globals() -> dict:
     for mod in ("numpy.core", "numpy._core"):   # NumPy 1 and 2 names of the same helpers
         allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
         allowed[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{mod}.numeric", "_frombuffer")] = getattr(numeric, "_frombuffer")
+        # a private helper that numpy's stubs do not declare
+        allowed[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
     return allowed
 
 
