@@ -1,46 +1,198 @@
-"""Two edge operations with hand-written backward passes that save O(N)
-tensors instead of O(E) (or O(E x C)) ones; the math is the one autograd
-would derive, only the gathers are recomputed in the backward pass."""
+r"""Edge operations with hand-written backward passes that keep :math:`O(N)`
+or :math:`O(E)` tensors instead of :math:`O(E \times C)` ones.
+
+* :func:`scale_edges`: every edge scaled by one or two per-node factors.
+* :func:`weighted_aggregate`: :math:`A H` for a weighted edge list, as a
+  CSR sparse-matrix product forward, a transposed product and a sampled
+  dense-dense product (SDDMM) backward.
+"""
 from __future__ import annotations
+
+import warnings
+import weakref
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+# --------------------------------------------------------------- scale_edges
+
 
 class _ScaleEdges(torch.autograd.Function):
-    # out[e] = a[e] * s[index[e]]
+    # out[e] = a[e] * s[index[e]] (* s2[index2[e]]): one zero mask per call,
+    # however many factors.
     @staticmethod
-    def forward(ctx, a: Tensor, s: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(a, s, index)
-        return a * s.index_select(0, index)
+    def forward(ctx, a: Tensor, s: Tensor, index: Tensor, s2: Optional[Tensor],
+                index2: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(a, s, index, s2, index2)
+        out = a * s.index_select(0, index)
+        if s2 is None or index2 is None:
+            return out
+        return out.mul_(s2.index_select(0, index2))
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, s, index = ctx.saved_tensors
+        a, s, index, s2, index2 = ctx.saved_tensors
         # Exact zeros are structural (they stay zero and forward() drops them):
         # their gradient, which can overflow where s is huge, is not propagated.
         grad = grad.masked_fill(a == 0, 0.0)
-        grad_a = grad_s = None
+        f1 = s.index_select(0, index)
+        f2 = None if s2 is None or index2 is None else s2.index_select(0, index2)
+        grad_a = grad_s = grad_s2 = None
         if ctx.needs_input_grad[0]:
-            grad_a = grad * s.index_select(0, index)
+            grad_a = grad * f1 if f2 is None else grad * f1 * f2
         if ctx.needs_input_grad[1]:
-            grad_s = torch.zeros_like(s).index_add_(0, index, grad * a)
-        return grad_a, grad_s, None
+            ga = grad * a if f2 is None else grad * a * f2
+            grad_s = torch.zeros_like(s).index_add_(0, index, ga)
+        if f2 is not None and index2 is not None and ctx.needs_input_grad[3]:
+            grad_s2 = torch.zeros_like(s2).index_add_(0, index2, grad * a * f1)
+        return grad_a, grad_s, None, grad_s2, None
 
 
-def scale_edges(a: Tensor, s: Tensor, index: Tensor) -> Tensor:
-    """``a * s[index]``: every edge scaled by a per-node factor. Autograd
-    saves ``a`` and ``s`` (``E + N`` values) instead of ``a`` and the
-    gathered ``s[index]`` (``2E``). The gradient of the outputs that are
+def scale_edges(a: Tensor, s: Tensor, index: Tensor, s2: Optional[Tensor] = None,
+                index2: Optional[Tensor] = None) -> Tensor:
+    r""":math:`a_e\, s_{\mathrm{index}[e]}` (times :math:`s2_{\mathrm{index2}[e]}`
+    when given): every edge scaled by one or two per-node factors. Autograd
+    saves ``a`` and the factors (``E + N`` values) instead of the gathered
+    ``s[index]`` (``E`` more), and the two-factor form builds one zero mask
+    where two chained calls build two. The gradient of the outputs that are
     exactly zero is dropped: it would only flow back to the zero itself (its
     scaled value stays zero), and ``s`` can be large enough there to turn it
     into inf and then NaN."""
-    return _ScaleEdges.apply(a, s, index)
+    if (s2 is None) != (index2 is None):
+        raise ValueError("'scale_edges' needs 's2' and 'index2' together")
+    return _ScaleEdges.apply(a, s, index, s2, index2)
 
 
-class _WeightedAggregate(torch.autograd.Function):
-    # out[i] = sum_{e: dst[e] = i} w[e] * h[src[e]]
+# -------------------------------------------------------- weighted_aggregate
+
+class _Pattern(NamedTuple):
+    """The sparsity pattern of :math:`A` (``A[dst, src] = w``) in both CSR
+    orientations. The transposed one (rows = sources) is the edge order
+    itself when the edges are sorted by source, as coalesced edges are."""
+    crow: Tensor                 # [N + 1] row pointers of A (rows: targets)
+    col: Tensor                  # [E] sources, in target order
+    perm: Tensor                 # [E] edge of every entry of A (int32 below 2^31 edges)
+    crow_t: Tensor               # [N + 1] row pointers of A^T (rows: sources)
+    col_t: Tensor                # [E] targets, in source order
+    perm_t: Optional[Tensor]     # [E] edge of every entry of A^T; None: identity
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
+    with warnings.catch_warnings():     # "CSR support is in beta": once, and not the user's
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, (num_nodes, num_nodes),
+                                       check_invariants=False)
+
+
+def _spmm(a: Tensor, h: Tensor) -> Tensor:
+    # addmm into an uninitialized output (beta=0 never reads it): on the CPU
+    # torch.sparse.mm(a, h) allocates the [N, C] result twice.
+    return torch.addmm(h.new_empty(a.size(0), h.size(1)), a, h, beta=0.0)
+
+
+def _row_pointers(index: Tensor, num_nodes: int) -> Tensor:
+    crow = index.new_zeros(num_nodes + 1)
+    torch.cumsum(torch.bincount(index, minlength=num_nodes), 0, out=crow[1:])
+    return crow
+
+
+def _pattern(src: Tensor, dst: Tensor, num_nodes: int) -> _Pattern:
+    src, dst = src.long(), dst.long()
+    perm = torch.sort(dst, stable=True).indices
+    crow = _row_pointers(dst, num_nodes)
+    col = src.index_select(0, perm)     # int64: the CPU product is faster than with int32
+    if perm.numel() < 2**31:
+        perm = perm.int()               # only gathers the weights: 4 bytes per edge
+    # One check (a host sync) per new edge list: coalesced edges need no sort.
+    if src.numel() <= 1 or bool((src[1:] >= src[:-1]).all()):
+        return _Pattern(crow, col, perm, _row_pointers(src, num_nodes), dst.contiguous(), None)
+    perm_t = torch.sort(src, stable=True).indices
+    return _Pattern(crow, col, perm, _row_pointers(src, num_nodes),
+                    dst.index_select(0, perm_t), perm_t)
+
+
+# Patterns of live edge lists, one per tensor and dropped with it: the layers
+# of a model share one edge list per forward pass (and a fixed graph keeps
+# its pattern as long as its edge_index lives, like PyG's cached=True).
+_PATTERNS: Dict[int, Tuple[weakref.ref, int, int, _Pattern]] = {}
+
+
+def _cached_pattern(edge_index: Tensor, num_nodes: int) -> _Pattern:
+    key = id(edge_index)
+    entry = _PATTERNS.get(key)
+    if (entry is not None and entry[0]() is edge_index and entry[1] == edge_index._version
+            and entry[2] == num_nodes):
+        return entry[3]
+    pattern = _pattern(edge_index[0], edge_index[1], num_nodes)
+
+    def drop(_: object) -> None:
+        _PATTERNS.pop(key, None)
+
+    ref = weakref.ref(edge_index, drop)
+    _PATTERNS[key] = (ref, edge_index._version, num_nodes, pattern)
+    return pattern
+
+
+_CHUNK_VALUES = 1 << 20     # gathered values per chunk of the chunked SDDMM (4 MiB in float32)
+
+
+def _sddmm(grad: Tensor, h: Tensor, crow_t: Tensor, col_t: Tensor, perm_t: Optional[Tensor],
+           weight: Tensor, chunked: bool = False) -> Tensor:
+    r""":math:`\partial L / \partial w_e = \langle g_{\mathrm{dst}[e]},
+    h_{\mathrm{src}[e]}\rangle` for every edge, in edge order. On the CPU
+    ``torch.sparse.sampled_addmm`` on the transposed pattern; elsewhere (or
+    ``chunked``) chunks of edges, so that at most ``2 x _CHUNK_VALUES``
+    gathered values are alive at once."""
+    num_nodes, e = h.size(0), col_t.numel()
+    # sampled_addmm fails on more entries than an N x N matrix has (duplicates).
+    if not chunked and h.device.type == "cpu" and e <= num_nodes * num_nodes:
+        at = _csr(crow_t, col_t, weight, num_nodes)
+        vals = torch.sparse.sampled_addmm(at, h, grad.t(), beta=0.0).values()
+    else:
+        src = torch.repeat_interleave(torch.arange(num_nodes, device=h.device),
+                                      crow_t.diff())
+        vals = h.new_empty(e)
+        step = max(1, _CHUNK_VALUES // max(h.size(1), 1))
+        for i in range(0, e, step):
+            torch.linalg.vecdot(grad.index_select(0, col_t[i:i + step]),
+                                h.index_select(0, src[i:i + step]), out=vals[i:i + step])
+    if perm_t is None:
+        return vals
+    return torch.empty_like(vals).index_copy_(0, perm_t, vals)
+
+
+class _SparseAggregate(torch.autograd.Function):
+    # out = A h with A[dst, src] = w (duplicates add up).
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, pattern: _Pattern, chunked: bool) -> Tensor:
+        n = h.size(0)
+        values = weight.index_select(0, pattern.perm)
+        a = _csr(pattern.crow, pattern.col, values, n)
+        out = _spmm(a, h)
+        # Backward needs the transposed pattern only.
+        ctx.transposed, ctx.chunked = (pattern.crow_t, pattern.col_t, pattern.perm_t), chunked
+        ctx.save_for_backward(h if ctx.needs_input_grad[1] else None, weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        h, weight = ctx.saved_tensors
+        crow_t, col_t, perm_t = ctx.transposed
+        grad = grad.contiguous()
+        grad_h = grad_w = None
+        w_t = weight if perm_t is None else weight.index_select(0, perm_t)
+        if ctx.needs_input_grad[0]:
+            grad_h = _spmm(_csr(crow_t, col_t, w_t, grad.size(0)), grad)
+        if ctx.needs_input_grad[1]:
+            grad_w = _sddmm(grad, h, crow_t, col_t, perm_t, w_t, ctx.chunked)
+        return grad_h, grad_w, None, None
+
+
+class _EdgeListAggregate(torch.autograd.Function):
+    # The edge-list form: gathers [E, C] messages (forward, and again backward).
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, src: Tensor, dst: Tensor,
                 num_nodes: int) -> Tensor:
@@ -61,11 +213,51 @@ class _WeightedAggregate(torch.autograd.Function):
         return grad_h, grad_w, None, None, None
 
 
-def weighted_aggregate(h: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
-    r""":math:`\mathbf{h}'_i = \sum_{(j, i)} w_{ji} \mathbf{h}_j` for ``h`` of
-    shape ``[N, C]``. Equal to a ``MessagePassing`` with ``aggr="add"`` and
-    message ``w * h_j``, but the backward pass recomputes the gathered
-    messages instead of keeping the ``[E, C]`` tensor ``h_j`` alive (autograd
-    keeps it when ``edge_weight`` requires a gradient). Not twice
-    differentiable."""
-    return _WeightedAggregate.apply(h, edge_weight, edge_index[0], edge_index[1], h.size(0))
+def sparse_product_supported(h: Tensor, edge_weight: Tensor) -> bool:
+    """Whether :func:`weighted_aggregate` takes the sparse-product path for
+    these inputs: float32 or float64 features and weights of one dtype on
+    one device (MKL has no half-precision sparse product)."""
+    return (h.dtype in (torch.float32, torch.float64) and edge_weight.dtype == h.dtype
+            and edge_weight.device == h.device and h.dim() == 2)
+
+
+@torch.compiler.disable   # one graph break instead of many, and no recompilation per edge list
+def weighted_aggregate(h: Tensor, edge_index: Tensor, edge_weight: Tensor,
+                       _path: str = "auto") -> Tensor:
+    r"""The weighted sum over in-coming edges,
+
+    .. math::
+        \mathbf{h}'_i = \sum_{(j, i) \in \mathcal{E}} w_{ji}\, \mathbf{h}_j,
+        \qquad H' = A H, \quad A_{i,j} = w_{ji},
+
+    equal to a ``MessagePassing`` with ``aggr="add"`` and message
+    ``w * h_j`` (duplicate edges add up), without any ``[E, C]`` tensor:
+
+    * forward: the CSR product :math:`A H` (``torch.addmm`` on a sparse CSR matrix);
+    * backward: :math:`\partial L / \partial H = A^\top G` (a CSR product on
+      the transposed pattern) and
+      :math:`\partial L / \partial w_{ji} = \langle \mathbf{g}_i, \mathbf{h}_j \rangle`,
+      a sampled dense-dense product (SDDMM) over the edges only.
+
+    Memory :math:`O(E + NC)`. The CSR pattern of an edge list is built once
+    (a stable sort by target) and shared by every call on the same
+    ``edge_index`` tensor (the layers of a model); edges sorted by source
+    (coalesced ones, and any boolean-mask subset of them) need no second
+    sort for the transposed pattern, other orders get one. Features of
+    another dtype than float32/float64, or weights of another dtype than the
+    features, take the edge-list path (which gathers ``[E, C]`` messages).
+    Not twice differentiable.
+
+    Args:
+        h (Tensor): node features ``[N, C]``.
+        edge_index (LongTensor or IntTensor): ``[2, E]``; the edge ``(j, i)``
+            sends ``h_j`` to ``i``.
+        edge_weight (Tensor): ``[E]`` weights.
+
+    Shapes:
+        - **output:** ``[N, C]``
+    """
+    if _path == "edge_list" or not sparse_product_supported(h, edge_weight):
+        return _EdgeListAggregate.apply(h, edge_weight, edge_index[0], edge_index[1], h.size(0))
+    pattern = _cached_pattern(edge_index, h.size(0))
+    return _SparseAggregate.apply(h.contiguous(), edge_weight, pattern, _path == "chunked")

@@ -19,11 +19,16 @@ class GatedGCNConv(MessagePassing):
     :class:`~graphsparse.graph.GatedAdjacency`: unlike PyG's ``GCNConv`` it
     adds no self-loops and does not re-normalize.
 
-    When the weights require a gradient (a learned adjacency) the sum is
-    computed by a fused operation whose backward pass recomputes the
-    ``[E, C]`` messages instead of storing them (the same result as
-    ``propagate``, which is used otherwise and whenever PyG hooks or an
-    explainer are attached).
+    The sum is a CSR sparse-matrix product
+    (:func:`~graphsparse.graph._ops.weighted_aggregate`: no ``[E, C]``
+    message tensor forward or backward, memory :math:`O(E + N C)`), with or
+    without weights and whether or not they require a gradient. PyG's
+    ``propagate`` (which materializes the ``[E, C]`` messages) is used only
+    where the product is not the same computation: when PyG hooks or an
+    explainer are attached (they read or edit the per-edge messages), for
+    another ``aggr`` than ``"add"`` or ``flow="target_to_source"``, and for
+    an ``edge_index`` that is a sparse tensor (``propagate`` handles those
+    layouts itself).
 
     .. math::
         \mathbf{x}'_i = \sum_{(j, i) \in \mathcal{E}} a_{ij}\, W \mathbf{x}_j + b
@@ -62,13 +67,19 @@ class GatedGCNConv(MessagePassing):
     def forward(self, x: Tensor, edge_index: Tensor,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
         x = self.lin(x)
-        if edge_weight is not None and edge_weight.requires_grad and not self._hooks_active():
-            # Same sum as propagate(), without keeping the [E, C] messages for
-            # the gradient of the learned weights.
+        if self._product_applies(edge_index):
+            if edge_weight is None:
+                edge_weight = x.new_ones(edge_index.size(1))
             out = weighted_aggregate(x, edge_index, edge_weight)
         else:
             out = self.propagate(edge_index, x=x, edge_weight=edge_weight)
         return out if self.bias is None else out + self.bias
+
+    def _product_applies(self, edge_index) -> bool:
+        # The sparse product computes exactly propagate()'s sum of w * x_j.
+        return (isinstance(edge_index, Tensor) and edge_index.layout == torch.strided
+                and edge_index.dim() == 2 and self.aggr in ("add", "sum")
+                and self.flow == "source_to_target" and not self._hooks_active())
 
     def _hooks_active(self) -> bool:
         # PyG's propagate/message/aggregate hooks and explainers need propagate().

@@ -46,7 +46,7 @@ def _row_norm(row: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
 
 def _sym_norm(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
     d = inv_degree(group_reduce(weight, row, num_nodes), 0.5)
-    return scale_edges(scale_edges(weight, d, row), d, col)
+    return scale_edges(weight, d, row, d, col)     # one zero mask for both factors
 
 
 def row_norm(edge_index: Tensor, edge_weight: Optional[Tensor] = None,

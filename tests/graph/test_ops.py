@@ -1,0 +1,208 @@
+"""The sparse-product aggregation (CSR forward, transposed product and SDDMM
+backward) against a dense reference and the edge-list path, and the one- and
+two-factor edge scaling."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.profiler import ProfilerActivity, profile
+
+from graphsparse.graph._ops import scale_edges, weighted_aggregate
+from graphsparse.graph.conv import GatedGCNConv
+from graphsparse.testing import devices
+
+PATHS = ["auto", "chunked", "edge_list"]
+
+
+def dense_aggregate(h, edge_index, w):
+    a = w.new_zeros(h.size(0), h.size(0))
+    a = a.index_put((edge_index[1].long(), edge_index[0].long()), w, accumulate=True)
+    return a @ h
+
+
+def awkward_graph(n=12, e=60, seed=0, dtype=torch.float64):
+    """Unsorted edges with duplicates, exact zeros, an empty row (node 3
+    receives nothing) and an empty column (node 5 sends nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    ei = torch.cat([ei, ei[:, :7]], 1)                       # duplicate edges
+    ei = ei[:, (ei[1] != 3) & (ei[0] != 5)]
+    w = torch.rand(ei.size(1), generator=g, dtype=dtype) + 0.1
+    w[::4] = 0.0                                              # exact zeros
+    return ei, w
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("order", ["coalesced", "unsorted"])
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
+def test_matches_dense_forward_and_gradients(path, order, index_dtype):
+    n = 12
+    ei, w = awkward_graph(n)
+    if order == "coalesced":
+        key = ei[0] * n + ei[1]
+        perm = torch.argsort(key, stable=True)
+        ei, w = ei[:, perm], w[perm]
+    ei = ei.to(index_dtype)
+    h = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
+    w.requires_grad_()
+    out = weighted_aggregate(h, ei, w, path)
+    h_ref, w_ref = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ref = dense_aggregate(h_ref, ei, w_ref)
+    torch.testing.assert_close(out, ref)
+    assert (out[3] == 0).all()                               # the empty row
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    (ref * g).sum().backward()
+    torch.testing.assert_close(h.grad, h_ref.grad)
+    torch.testing.assert_close(w.grad, w_ref.grad)
+    assert (h.grad[5] == 0).all()                            # the empty column
+    torch.autograd.gradcheck(lambda a, b: weighted_aggregate(a, ei, b, path),
+                             (h.detach().requires_grad_(), w.detach().requires_grad_()))
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 15), e=st.integers(0, 60), c=st.integers(1, 4),
+       seed=st.integers(0, 2**16), sort=st.booleans())
+def test_random_graphs_equal_the_edge_list_path(n, e, c, seed, sort):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    if sort:
+        ei = ei[:, torch.argsort(ei[0], stable=True)]
+    w = torch.rand(e, generator=g, dtype=torch.float64)
+    w[torch.rand(e, generator=g) < 0.3] = 0.0
+    h = torch.randn(n, c, generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for path in PATHS:
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        out = weighted_aggregate(hh, ei, ww, path)
+        out.pow(2).sum().backward()
+        outs.append(out)
+        grads.append((hh.grad, ww.grad))
+    for out, (gh, gw) in zip(outs[:-1], grads[:-1], strict=True):
+        torch.testing.assert_close(out, outs[-1])
+        torch.testing.assert_close(gh, grads[-1][0])
+        torch.testing.assert_close(gw, grads[-1][1])
+
+
+def test_float32_and_only_one_input_requiring_grad():
+    ei, w = awkward_graph(dtype=torch.float32)
+    h = torch.randn(12, 8)
+    for needs in ("h", "w"):
+        hh = h.clone().requires_grad_(needs == "h")
+        ww = w.clone().requires_grad_(needs == "w")
+        out = weighted_aggregate(hh, ei, ww)
+        ref = dense_aggregate(h, ei, w)
+        torch.testing.assert_close(out, ref)
+        out.sum().backward()
+        assert (hh.grad is None) == (needs == "w") and (ww.grad is None) == (needs == "h")
+
+
+def test_pattern_cache_follows_in_place_changes():
+    ei, w = awkward_graph()
+    h = torch.randn(12, 3, dtype=torch.float64)
+    first = weighted_aggregate(h, ei, w)
+    torch.testing.assert_close(weighted_aggregate(h, ei, w), first)   # cached pattern
+    ei[1] = (ei[1] + 1) % 12                                          # version bump
+    torch.testing.assert_close(weighted_aggregate(h, ei, w), dense_aggregate(h, ei, w))
+
+
+def test_unsupported_dtypes_take_the_edge_list_path():
+    ei, w = awkward_graph(dtype=torch.float32)
+    h = torch.randn(12, 4, dtype=torch.bfloat16)
+    out = weighted_aggregate(h, ei, w.bfloat16())
+    ref = dense_aggregate(h.float(), ei, w.bfloat16().float())
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("path", ["auto", "chunked"])
+def test_no_edge_by_channel_allocation(path, monkeypatch):
+    # The largest single allocation of forward + backward: an [E, C] message
+    # tensor on the edge-list path, O(E + N C) on the product path.
+    import graphsparse.graph._ops as ops
+    monkeypatch.setattr(ops, "_CHUNK_VALUES", 4096)
+    torch.manual_seed(0)
+    n, e, c = 200, 20000, 64
+    ei = torch.randint(0, n, (2, e))
+    h = torch.randn(n, c, requires_grad=True)
+    w = torch.rand(e, requires_grad=True)
+
+    def largest(p):
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            weighted_aggregate(h, ei, w, p).square().sum().backward()
+        return max(evt.cpu_memory_usage for evt in prof.events())
+
+    assert largest("edge_list") >= e * c * 4                   # the test can see it
+    assert largest(path) <= e * 16 + n * c * 4
+
+
+@pytest.mark.parametrize("weighted", ["none", "fixed", "learned"])
+def test_conv_uses_the_product_and_equals_propagate(weighted):
+    torch.manual_seed(0)
+    ei, w = awkward_graph(dtype=torch.float32)
+    x = torch.randn(12, 6)
+    conv = GatedGCNConv(6, 4)
+    w = {"none": None, "fixed": w, "learned": w.clone().requires_grad_()}[weighted]
+    calls = []
+
+    def forward(*args, **kwargs):     # the edge-list path would call propagate
+        calls.append(1)
+        return GatedGCNConv.propagate(conv, *args, **kwargs)
+
+    conv.propagate = forward
+    out = conv(x, ei, w)
+    assert not calls
+    ref = GatedGCNConv.propagate(conv, ei, x=conv.lin(x), edge_weight=w) + conv.bias
+    torch.testing.assert_close(out, ref)
+
+
+def test_conv_with_hooks_uses_propagate():
+    ei, w = awkward_graph(dtype=torch.float32)
+    conv = GatedGCNConv(6, 4)
+    seen = []
+    conv.register_message_forward_hook(lambda module, inputs, out: seen.append(out.shape))
+    out = conv(torch.randn(12, 6), ei, w.requires_grad_())
+    assert seen == [torch.Size([ei.size(1), 4])] and out.shape == (12, 4)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("path", ["auto", "chunked"])
+def test_runs_on_device(device, dtype, path):
+    ei, w = awkward_graph(dtype=dtype)
+    ei, w = ei.to(device), w.to(device).requires_grad_()
+    h = torch.randn(12, 5, dtype=dtype, device=device, requires_grad=True)
+    out = weighted_aggregate(h, ei, w, path)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    h_ref = h.detach().cpu().double().requires_grad_()
+    w_ref = w.detach().cpu().double().requires_grad_()
+    ref = dense_aggregate(h_ref, ei.cpu(), w_ref)
+    (ref * g.cpu().double()).sum().backward()
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
+    assert out.device.type == device
+    torch.testing.assert_close(out.cpu().double(), ref.detach(), **tol)
+    torch.testing.assert_close(h.grad.cpu().double(), h_ref.grad, **tol)
+    torch.testing.assert_close(w.grad.cpu().double(), w_ref.grad, **tol)
+
+
+def test_two_factor_scaling_equals_two_chained_ones():
+    torch.manual_seed(0)
+    n, e = 8, 30
+    i, j = torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+    a = torch.rand(e, dtype=torch.float64)
+    a[::3] = 0.0
+    s, t = torch.rand(n, dtype=torch.float64) + 0.5, torch.rand(n, dtype=torch.float64) + 0.5
+    args = [v.clone().requires_grad_() for v in (a, s, t)]
+    ref_args = [v.clone().requires_grad_() for v in (a, s, t)]
+    out = scale_edges(args[0], args[1], i, args[2], j)
+    ref = scale_edges(scale_edges(ref_args[0], ref_args[1], i), ref_args[2], j)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(out, a * s[i] * t[j])
+    gout = torch.randn(e, dtype=torch.float64)
+    (out * gout).sum().backward()
+    (ref * gout).sum().backward()
+    for x, y in zip(args, ref_args, strict=True):
+        torch.testing.assert_close(x.grad, y.grad)
+    assert (args[0].grad[a == 0] == 0).all()                 # zeros get no gradient of their own
+    with pytest.raises(ValueError, match="index2"):
+        scale_edges(a, s, i, t)
