@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -28,9 +30,9 @@ from graphsparse.cnn.resnet import ResNet
 from graphsparse.data.cifar import (CIFAR_MEAN, CIFAR_STD, load_cifar, normalize,
                                     random_crop_flip)
 from graphsparse.regularizers.experiment import (add_common_arguments, compacted_copy,
-                                                 error_rate, finalize, format_table,
-                                                 make_regularizer, plot_layer_sparsity,
-                                                 train_epoch)
+                                                 error_rate, finalize, fit_regularized,
+                                                 format_table, make_regularizer,
+                                                 plot_layer_sparsity, TrainingInterrupted)
 from graphsparse.utils import seed_everything
 
 HP = dict(
@@ -52,7 +54,8 @@ HP = dict(
 QUICK = dict(epochs=2, batch_size=64, train_limit=512, test_limit=512)
 
 
-def run(method: str, hp: dict, train, test, device) -> dict:
+def run(method: str, hp: dict, train, test, device, checkpoint: Optional[Path] = None,
+        resume: bool = False) -> dict:
     seed_everything(hp["seed"])
     (x, y), stats = train, (CIFAR_MEAN[hp["dataset"]], CIFAR_STD[hp["dataset"]])
     n = len(x)
@@ -66,14 +69,17 @@ def run(method: str, hp: dict, train, test, device) -> dict:
                           weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.StepLR(opt, max(1, round(0.3 * hp["epochs"])), hp["lr_decay"])
     gen = torch.Generator().manual_seed(hp["seed"])
-    t0 = time.perf_counter()
-    for epoch in range(hp["epochs"]):
+    def batches():
         perm = torch.randperm(n, generator=gen).to(device)
-        batches = ((normalize(random_crop_flip(x[idx], generator=gen), *stats), y[idx])
-                   for idx in perm[:n - n % hp["batch_size"]].split(hp["batch_size"]))
-        loss = train_epoch(model, reg, opt, batches)
-        sched.step()
-        print(f"  {method:<12} epoch {epoch + 1:>3}  loss {loss:.3f}", flush=True)
+        return ((normalize(random_crop_flip(x[idx], generator=gen), *stats), y[idx])
+                for idx in perm[:n - n % hp["batch_size"]].split(hp["batch_size"]))
+
+    t0 = time.perf_counter()
+    fit_regularized(model, reg, opt, batches, hp["epochs"], scheduler=sched, generator=gen,
+                    checkpoint=checkpoint, resume=resume,
+                    checkpoint_every=hp.get("checkpoint_every", 1),
+                    on_epoch=lambda e, loss: print(f"  {method:<12} epoch {e:>3}  loss "
+                                                   f"{loss:.3f}", flush=True))
     seconds = time.perf_counter() - t0
     err_raw = error_rate(model, *test, lambda t: normalize(t, *stats))
     report = finalize(model, reg, **({"mode": hp["finalize"]} if method == "sgl0" else {}))
@@ -131,6 +137,10 @@ def main() -> None:
     p.add_argument("--beta-growth", type=float, default=HP["beta_growth"])
     p.add_argument("--finalize", choices=("v", "threshold"), default=HP["finalize"],
                    help="SGL0's exact zeros: W := V, or the paper's 1e-5 threshold on W")
+    p.add_argument("--checkpoint-every", type=int, default=1,
+                   help="epochs between checkpoints (<out>/checkpoints/<method>.pt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue every method from its checkpoint in <out>/checkpoints")
     add_common_arguments(p, HP, "results/cifar_sgl0")
     args = p.parse_args()
     if args.threads:
@@ -140,6 +150,9 @@ def main() -> None:
               finalize=args.finalize, methods=tuple(args.methods), seed=args.seed)
     if args.epochs:
         hp["epochs"] = args.epochs
+    if args.checkpoint_every < 1:
+        p.error("'--checkpoint-every' must be >= 1")
+    hp["checkpoint_every"] = args.checkpoint_every
     device = torch.device(args.device)
     xtr, ytr = load_cifar(hp["dataset"], args.root, True, device)
     xte, yte = load_cifar(hp["dataset"], args.root, False, device)
@@ -147,7 +160,14 @@ def main() -> None:
     xte, yte = xte[:hp["test_limit"]], yte[:hp["test_limit"]]
     hp["num_train"], hp["num_test"] = len(ytr), len(yte)
     print(f"{len(ytr)} train / {len(yte)} test images on {device}")
-    results = {m: run(m, hp, (xtr, ytr), (xte, yte), device) for m in hp["methods"]}
+    ckdir = Path(args.out) / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results = {m: run(m, hp, (xtr, ytr), (xte, yte), device, ckdir / f"{m}.pt",
+                          args.resume) for m in hp["methods"]}
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(130)
     print("\n" + format_table(results))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,9 @@ import argparse
 import copy
 import json
 import time
+import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -53,9 +55,10 @@ from graphsparse.cnn.profile import count_flops, count_params
 from graphsparse.data.mnist import load_mnist
 from graphsparse.regularizers import ZeroMask, prune_small_, sparsity_report
 from graphsparse.regularizers.experiment import (add_common_arguments, compacted_copy,
-                                                 error_rate, finalize, format_table,
-                                                 make_regularizer, plot_layer_sparsity,
-                                                 train_epoch)
+                                                 error_rate, finalize, fit_regularized,
+                                                 format_table, make_regularizer,
+                                                 plot_layer_sparsity, train_epoch,
+                                                 TrainingInterrupted)
 from graphsparse.utils import seed_everything
 
 HP = dict(
@@ -86,7 +89,8 @@ def other_groups(hp: dict) -> str:
     return "in" if hp["linear_groups"] == "out" else "out"
 
 
-def run(method: str, hp: dict, train, test, device, val=None) -> dict:
+def run(method: str, hp: dict, train, test, device, val=None,
+        checkpoint: Optional[Path] = None, resume: bool = False) -> dict:
     seed_everything(hp["seed"])
     x, y = train
     n = len(x)
@@ -105,17 +109,19 @@ def run(method: str, hp: dict, train, test, device, val=None) -> dict:
         perm = torch.randperm(n, generator=gen).to(device)
         return ((x[idx], y[idx]) for idx in perm.split(hp["batch_size"]))
 
-    t0 = time.perf_counter()
-    for epoch in range(hp["epochs"]):
-        loss = train_epoch(model, reg, opt, batches())
-        sched.step()
-        if (epoch + 1) % max(1, hp["epochs"] // 10) == 0:
+    def progress(epoch: int, loss: float) -> None:
+        if epoch % max(1, hp["epochs"] // 10) == 0:
             s = sparsity_report(covered, linear_groups=hp["linear_groups"])["total"]
-            print(f"  {method:<19} epoch {epoch + 1:>3}  loss {loss:.4f}  "
+            print(f"  {method:<19} epoch {epoch:>3}  loss {loss:.4f}  "
                   f"{'val' if val is not None else 'test'} err {error_rate(model, *watch):.2f}%  "
                   f"weight sp {s['weight_sparsity']:.1f}%  neuron sp {s['neuron_sparsity']:.1f}%",
                   flush=True)
-    seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fit_regularized(model, reg, opt, batches, hp["epochs"], scheduler=sched, generator=gen,
+                    checkpoint=checkpoint, resume=resume, on_epoch=progress,
+                    checkpoint_every=hp.get("checkpoint_every", 1))
+    seconds = time.perf_counter() - t0   # of this process (a resumed run: the rest only)
     err_raw = error_rate(model, *test)
     # Exact zeros: SGL0 sets W := V (or thresholds W, --finalize threshold); every
     # method then gets the paper's 1e-5 thresholds.
@@ -190,6 +196,10 @@ def main() -> None:
                    help="masked fine-tuning after finalization, every method alike (not in the "
                         "paper): zeros held at exactly zero, no regularizer")
     p.add_argument("--finetune-lr", type=float, default=HP["finetune_lr"])
+    p.add_argument("--checkpoint-every", type=int, default=1,
+                   help="epochs between checkpoints (<out>/checkpoints/<method>.pt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue every method from its checkpoint in <out>/checkpoints")
     add_common_arguments(p, HP, "results/mnist_sgl0")
     args = p.parse_args()
     if args.threads:
@@ -197,9 +207,12 @@ def main() -> None:
     hp = dict(HP, epochs=args.epochs, methods=tuple(args.methods), lam=args.lam, beta=args.beta,
               beta_growth=args.beta_growth, linear_groups=args.linear_groups,
               finalize=args.finalize, seed=args.seed, val_size=args.val_size,
-              finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr)
+              finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+              checkpoint_every=args.checkpoint_every)
     if args.val_size < 0 or args.finetune_epochs < 0:
         p.error("'--val-size' and '--finetune-epochs' must be >= 0")
+    if args.epochs < 1 or args.checkpoint_every < 1:
+        p.error("'--epochs' and '--checkpoint-every' must be >= 1")
     hp["schedule_every"] = max(1, round(40 * hp["epochs"] / 200))  # paper: 40 of 200 epochs
     hp["grow_every"] = args.grow_every or hp["schedule_every"]
     device = torch.device(args.device)
@@ -218,8 +231,15 @@ def main() -> None:
     print(f"{len(ytr)} train / {0 if val is None else len(val[1])} val / {len(yte)} test "
           f"images on {device}; schedules every {hp['schedule_every']} epochs")
     results = {}
-    for method in hp["methods"]:
-        results[method] = run(method, hp, train, test, device, val)
+    ckdir = Path(args.out) / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    try:
+        for method in hp["methods"]:
+            results[method] = run(method, hp, train, test, device, val,
+                                  checkpoint=ckdir / f"{method}.pt", resume=args.resume)
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(130)
     print("\n" + format_table(results))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

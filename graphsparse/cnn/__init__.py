@@ -8,8 +8,11 @@ from .lenet import LeNet5Caffe
 from .profile import benchmark, compare_models, count_flops, count_params, time_inference
 from .resnet import BasicBlock, ResNet
 from .resnext import ResNeXt, ResNeXtBlock
+from .torchvision import compact_torchvision, gate_torchvision
+from .train import TrainingInterrupted
 
 __all__ = ["GatedNetwork", "ResNet", "BasicBlock", "ResNeXt", "ResNeXtBlock", "DenseNet",
-           "DenseLayer", "DenseBlock", "LeNet5Caffe", "Transition", "Head", "ShortcutA", "ShortcutOnly",
+           "DenseLayer", "DenseBlock", "LeNet5Caffe", "Transition", "Head", "ShortcutA",
+           "ShortcutOnly",
            "compact", "count_params", "count_flops", "time_inference", "benchmark",
-           "compare_models"]
+           "compare_models", "gate_torchvision", "compact_torchvision", "TrainingInterrupted"]

@@ -7,15 +7,15 @@ folded into the adjacent weights. The result is the same class with
 from __future__ import annotations
 
 import copy
-from typing import List
+from typing import Any, Callable, Dict, List, Tuple, Type
 
 import torch
 from torch import Tensor, nn
 
 from ._gating import GatedNetwork, ShortcutOnly
-from .densenet import DenseBlock, DenseNet, GatedInput
-from .resnet import ResNet
-from .resnext import ResNeXt
+from .densenet import DenseBlock, DenseLayer, DenseNet, GatedInput, Head
+from .resnet import BasicBlock, ResNet
+from .resnext import ResNeXt, ResNeXtBlock
 
 
 def _select_bn(bn: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
@@ -24,13 +24,20 @@ def _select_bn(bn: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(out, name).copy_(getattr(bn, name)[idx])
-        out.num_batches_tracked.copy_(bn.num_batches_tracked)
+        if out.num_batches_tracked is not None and bn.num_batches_tracked is not None:
+            out.num_batches_tracked.copy_(bn.num_batches_tracked)
     return out
 
 
+def _pair(size: Tuple[int, ...]) -> Tuple[int, int]:
+    """A Conv2d size attribute (typed ``tuple[int, ...]``; it has two entries)."""
+    return size[0], size[1]
+
+
 def _new_conv(conv: nn.Conv2d, weight: Tensor, groups: int = 1) -> nn.Conv2d:
-    out = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, groups, bias=False)
+    padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+    out = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], _pair(conv.kernel_size),
+                    _pair(conv.stride), padding, _pair(conv.dilation), groups, bias=False)
     out = out.to(weight.device, weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
@@ -39,6 +46,7 @@ def _new_conv(conv: nn.Conv2d, weight: Tensor, groups: int = 1) -> nn.Conv2d:
 
 def bn_eval_bias(bn: nn.BatchNorm2d) -> Tensor:
     """The constant output of an eval-mode batch norm fed zeros."""
+    assert bn.running_mean is not None and bn.running_var is not None   # tracked statistics
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return (bn.bias - bn.running_mean * scale).detach()
 
@@ -46,8 +54,10 @@ def bn_eval_bias(bn: nn.BatchNorm2d) -> Tensor:
 def _compact_resnet(model: ResNet, a: Tensor) -> None:
     a = a * model.gate_scale
     for s, stage in enumerate(model.stages):
+        assert isinstance(stage, nn.Sequential)
         kept: List[nn.Module] = []
         for i, block in enumerate(stage):
+            assert isinstance(block, BasicBlock)          # a gated ResNet's blocks
             if a[s, i] > 0:
                 with torch.no_grad():                     # a * BN(z) is a BN
                     block.bn2.weight.mul_(a[s, i])
@@ -60,6 +70,7 @@ def _compact_resnet(model: ResNet, a: Tensor) -> None:
 
 def _compact_resnext(model: ResNeXt, a: Tensor) -> None:
     for b, block in enumerate(model.blocks):
+        assert isinstance(block, ResNeXtBlock)            # a gated ResNeXt's blocks
         alive = (a[b] > 0).nonzero().flatten()
         if alive.numel() == 0:
             model.blocks[b] = ShortcutOnly(block.shortcut, bn_eval_bias(block.bn3))
@@ -88,7 +99,7 @@ def _rewire(consumer: GatedInput, a: Tensor, positions: List[int], new_pos: dict
     scale = a[consumer.input_map][idx]
     bn_name = "bn1" if hasattr(consumer, "bn1") else "bn"
     setattr(consumer, bn_name, _select_bn(getattr(consumer, bn_name), idx))
-    if hasattr(consumer, "fc"):
+    if isinstance(consumer, Head):                 # the one consumer with a linear map
         with torch.no_grad():
             fc = nn.Linear(idx.numel(), consumer.fc.out_features).to(a.device, a.dtype)
             fc.weight.copy_(consumer.fc.weight[:, idx] * scale)
@@ -103,9 +114,9 @@ def _rewire(consumer: GatedInput, a: Tensor, positions: List[int], new_pos: dict
 
 
 def _compact_densenet(model: DenseNet, a: Tensor) -> None:
-    segments = list(a.split(model.group_sizes))
+    segments = list((a * model.gate_scale).split(model.group_sizes))
     k = 0
-    for b, block in enumerate(model.blocks):
+    for b, block in enumerate(model._dense_blocks()):
         consumers = block.consumers()
         seg = segments[k:k + len(consumers)]
         k += len(consumers)
@@ -123,15 +134,20 @@ def _compact_densenet(model: DenseNet, a: Tensor) -> None:
         new_pos = {0: 0, **{l + 1: i + 1 for i, l in enumerate(kept)}}
         for m in kept + [L]:
             _rewire(consumers[m], seg[m], alive[m], new_pos)
-        model.blocks[b] = DenseBlock(
-            [block.layers[l] for l in kept], block.out)
+        layers: List[DenseLayer] = []
+        for l in kept:
+            layer = block.layers[l]
+            assert isinstance(layer, DenseLayer)
+            layers.append(layer)
+        model.blocks[b] = DenseBlock(layers, block.out)
 
 
-_COMPACTORS = {ResNet: _compact_resnet, ResNeXt: _compact_resnext, DenseNet: _compact_densenet}
+_COMPACTORS: Dict[Type[GatedNetwork], Callable[[Any, Tensor], None]] = {
+    ResNet: _compact_resnet, ResNeXt: _compact_resnext, DenseNet: _compact_densenet}
 
 
 @torch.no_grad()
-def compact(model: GatedNetwork) -> GatedNetwork:
+def compact(model: GatedNetwork) -> nn.Module:
     """An ungated copy of ``model`` with every zero-gated component removed.
 
     * :class:`ResNet`: a block whose gate is zero is deleted; a dead first block
@@ -146,17 +162,28 @@ def compact(model: GatedNetwork) -> GatedNetwork:
       batch norm and next linear map, gates are folded into that map, and a
       layer that no surviving connection reads is deleted.
 
+    * a model of :func:`~graphsparse.cnn.torchvision.gate_torchvision`: the
+      plain torchvision model, see
+      :func:`~graphsparse.cnn.torchvision.compact_torchvision`.
+
     The copy is in the same mode (train/eval) as ``model``; in eval mode the
     outputs agree with the gated model's up to float rounding.
+
+    Raises:
+        ValueError: if a gate input or value is not finite (a NaN gate is
+            never read as a dead component).
     """
+    from .torchvision import TorchvisionGated, compact_torchvision  # no torchvision import
+    if isinstance(model, TorchvisionGated):
+        return compact_torchvision(model)
     kind = next((k for k in _COMPACTORS if isinstance(model, k)), None)
     if kind is None:
-        raise ValueError(f"'compact' supports ResNet, ResNeXt and DenseNet "
-                         f"(got {type(model).__name__})")
+        raise ValueError(f"'compact' supports ResNet, ResNeXt, DenseNet and the models of "
+                         f"gate_torchvision (got {type(model).__name__})")
     out = copy.deepcopy(model)
     if out.gate is None:
         return out
-    a = out.gate().detach()
+    a = out.checked_gate()                 # ValueError on NaN: never read as dead
     _COMPACTORS[kind](out, a)
     out.gate = None
     out._stash = None

@@ -31,6 +31,8 @@ class GatedInput(nn.Module):
     from): the same product as scaling the activations, at a fraction of the
     cost."""
 
+    input_map: Tensor             # a buffer, declared for the type checker
+
     def _init_inputs(self, channels: Sequence[int], inputs: Optional[Sequence[int]]) -> None:
         self.inputs = list(range(len(channels))) if inputs is None else list(inputs)
         self.in_channels = list(channels)
@@ -151,6 +153,12 @@ class DenseNet(GatedNetwork):
         gated (bool): ``False`` for the plain network. (default: ``True``)
         lambdas (float or sequence of float): penalty weight per block.
         normalization (str): the gate's normalization. (default: ``"sum"``)
+        rescale (bool): multiply each gate by its group's size :math:`n_l`
+            (the number of inputs of its reader), so that the uniform initial
+            gates :math:`1/n_l` reproduce the plain DenseNet exactly instead of
+            shrinking every input (and the classifier's logits) by
+            :math:`n_l`; which connections are zero, and the penalty on
+            :math:`a`, are unchanged. (default: ``True``)
 
     Shapes:
         - **input:** ``[B, 3, H, W]``
@@ -158,11 +166,12 @@ class DenseNet(GatedNetwork):
     """
 
     group_label, component_label = "layer (last: block output)", "input (0: block input)"
+    gate_scale: Tensor            # a buffer, declared for the type checker
 
     def __init__(self, depth: int = 100, growth_rate: int = 12, compression: float = 0.5,
                  num_blocks: int = 3, num_classes: int = 10, bn_size: int = 4,
                  gated: bool = True, lambdas: Lambdas = 0.0, normalization: str = "sum",
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, rescale: bool = True) -> None:
         super().__init__()
         name = self.__class__.__name__
         check_positive_int(depth, "depth", name, minimum=2 * num_blocks + 4)
@@ -182,6 +191,7 @@ class DenseNet(GatedNetwork):
         for s in range(num_blocks):
             channels = [c] + [growth_rate] * L
             layers = [DenseLayer(channels[:l + 1], growth_rate, bn_size) for l in range(L)]
+            out: GatedInput
             if s + 1 < num_blocks:
                 out = Transition(channels, int(sum(channels) * compression))
                 c = out.conv.out_channels
@@ -192,32 +202,45 @@ class DenseNet(GatedNetwork):
             stage_of += [s] * (L + 1)
         self.blocks = nn.ModuleList(blocks)
         self.group_sizes = sizes
+        self.rescale = bool(rescale)
+        index = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes))
         gate = None
         if gated:
-            index = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes))
             gate = SparseGate(index=index, num_groups=len(sizes), normalization=normalization)
+        #: multiplies every gate value in the forward pass (its group's size with ``rescale``)
+        scale = torch.tensor(sizes, dtype=torch.get_default_dtype())[index]
+        self.register_buffer("gate_scale", scale if rescale else torch.ones_like(scale),
+                             persistent=False)
         self._init_gating(gate, stage_of, num_blocks, lambdas)
         self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.gate_values()                                 # [E], one gate forward
-        segments = None if a is None else a.split(self.group_sizes)
+        segments = None if a is None else (a * self.gate_scale).split(self.group_sizes)
         x = self.stem(x)
         k = 0
-        for block in self.blocks:
+        for block in self._dense_blocks():
             n = len(block.layers) + 1
             x = block(x, None if segments is None else segments[k:k + n])
             k += n
         return x
 
+    def _dense_blocks(self) -> List[DenseBlock]:
+        """The entries of :attr:`blocks`, typed."""
+        out = []
+        for b in self.blocks:
+            assert isinstance(b, DenseBlock)
+            out.append(b)
+        return out
+
     def connections_kept(self) -> List[List[int]]:
         """For each block, the number of incoming feature maps kept (gate > 0)
         by each layer and, last, by the block's output consumer."""
         if self.gate is None:
-            return [[len(c.inputs) for c in b.consumers()] for b in self.blocks]
-        alive = self.gate.num_alive().tolist()
+            return [[len(c.inputs) for c in b.consumers()] for b in self._dense_blocks()]
+        alive = self.num_alive().tolist()
         out, k = [], 0
-        for b in self.blocks:
+        for b in self._dense_blocks():
             n = len(b.layers) + 1
             out.append(alive[k:k + n])
             k += n
@@ -226,4 +249,4 @@ class DenseNet(GatedNetwork):
     def structure(self) -> dict:
         return {"connections kept per layer": self.connections_kept(),
                 "connections per layer": [[len(c.inputs) for c in b.consumers()]
-                                          for b in self.blocks]}
+                                          for b in self._dense_blocks()]}

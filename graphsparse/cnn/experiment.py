@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -17,8 +18,15 @@ from ..utils import seed_everything
 from ._gating import GatedNetwork
 from .compact import compact
 from .profile import compare_models, count_flops, count_params
-from .train import fit, plot_gates, setup_distributed, step_time_ratio, unwrap, \
-    wrap_model
+from .train import (
+    TrainingInterrupted,
+    fit,
+    plot_gates,
+    setup_distributed,
+    step_time_ratio,
+    unwrap,
+    wrap_model,
+)
 
 BuildFn = Callable[[dict, bool], GatedNetwork]
 
@@ -30,6 +38,7 @@ DEFAULT_HP = dict(
     batch_size=128,        # global batch (images per step), split over processes
     lr=0.1,                # peak learning rate of the weights (SGD, Nesterov)
     gate_lr=0.1,           # learning rate of the gate parameters (no weight decay)
+    freeze_beta=False,     # keep the thresholds at init: no group dies entirely
     momentum=0.9,
     weight_decay=5e-4,     # on the weights only
     warmup_epochs=2,       # linear warm-up, then cosine decay to zero
@@ -53,6 +62,10 @@ def parse_args(name: str, hp: dict, quick: dict, argv: Optional[Sequence[str]] =
     parser.add_argument("--root", default=None, help="data root (default: GRAPHSPARSE_DATA)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each run from <out>/checkpoints (written every "
+                             "--checkpoint-every epochs and on Ctrl-C)")
+    parser.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS")
     for key, value in hp.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -71,6 +84,9 @@ def parse_args(name: str, hp: dict, quick: dict, argv: Optional[Sequence[str]] =
             out[key] = args[key]
     out.update({k: args[k] for k in ("out", "root", "device", "threads")
                 if args[k] is not None or k not in out})
+    if args["checkpoint_every"] < 1:
+        parser.error("'--checkpoint-every' must be at least 1")
+    out["resume"], out["checkpoint_every"] = args["resume"], args["checkpoint_every"]
     return out
 
 
@@ -88,16 +104,26 @@ def run_experiment(name: str, build: BuildFn, hp: dict, structure_key: str) -> d
     train = load_cifar(hp["dataset"], hp["root"], train=True, device=env.device)
     test = load_cifar(hp["dataset"], hp["root"], train=False, device=env.device)
     if hp.get("train_subset"):
-        train = tuple(t[:hp["train_subset"]] for t in train)
+        train = (train[0][:hp["train_subset"]], train[1][:hp["train_subset"]])
     out = Path(hp["out"])
-    runs = {"gated": [], "plain": []}
+    runs: Dict[str, List[Dict[str, Any]]] = {"gated": [], "plain": []}
     for seed in hp["seeds"]:
         models = {}
         for kind in ("gated", "plain"):
             seed_everything(seed)
             model = build(hp, kind == "gated").to(env.device)
             ddp = wrap_model(model, env, hp.get("sync_bn", False))
-            res = fit(ddp, train, test, hp, env, seed, desc=f"{name} {kind} seed {seed}")
+            ckpt = out / "checkpoints" / f"{kind}_seed{seed}.pt"
+            if env.main:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                res = fit(ddp, train, test, hp, env, seed, desc=f"{name} {kind} seed {seed}",
+                          checkpoint=ckpt, checkpoint_every=hp.get("checkpoint_every", 1),
+                          resume=hp.get("resume", False))
+            except TrainingInterrupted as e:      # Ctrl-C: one line, no traceback
+                if env.main:
+                    print(f"\n{e}", file=sys.stderr)
+                raise SystemExit(130) from None
             if kind == "gated":
                 res["structure"] = model.structure()
             models[kind] = unwrap(ddp)
@@ -116,7 +142,7 @@ def run_experiment(name: str, build: BuildFn, hp: dict, structure_key: str) -> d
                "test_acc_plain": _summary([r["test_acc"] for r in runs["plain"]]),
                "train_step_ratio_in_training": _summary(
                    [g["step_time_s"] / p["step_time_s"]
-                    for g, p in zip(runs["gated"], runs["plain"])]),
+                    for g, p in zip(runs["gated"], runs["plain"], strict=True)]),
                "train_step_ratio_at_init": _summary(
                    [g["step_time"]["at_init"]["ratio"] for g in runs["gated"]]),
                "train_step_ratio_trained": _summary(
@@ -140,6 +166,7 @@ def _profile(models: dict, build: BuildFn, train, hp: dict, out: Path, seed: int
     y = train[1][:hp["bench_batch"]]
     gated.eval()
     small = compact(gated).eval()
+    assert isinstance(small, GatedNetwork)              # a ResNet, ResNeXt or DenseNet
     with torch.no_grad():
         diff = (gated(x) - small(x)).abs().max().item()
     report = compare_models(gated, small, x, repeats=hp["bench_repeats"])

@@ -4,7 +4,7 @@ not by hand) and interleaved wall-clock timing."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Mapping
+from typing import Callable, Dict, List, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +42,7 @@ def benchmark(fns: Mapping[str, Callable[[], object]], repeats: int = 20, warmup
     """Median seconds per call of each function, measured **interleaved**
     (round-robin, after ``warmup`` calls of each) so that a load change on a
     shared machine affects all of them alike."""
-    times = {k: [] for k in fns}
+    times: Dict[str, List[float]] = {k: [] for k in fns}
     for r in range(warmup + repeats):
         for k, fn in fns.items():
             _sync(device)

@@ -45,7 +45,10 @@ class ResNet(GatedNetwork):
     computes :math:`x_{i+1} = x_i + a^s_i f^s_i(x_i)` with
     :math:`a^s = \mathrm{gate}(\alpha^s, \beta^s)`, so blocks compete and some
     gates reach exactly zero; such blocks are skipped in the forward pass (no
-    compute, and no gradient is lost: a zero gate passes none).
+    compute, and no gradient is lost: a zero gate passes none). The decision
+    uses the host copy of the mask that
+    :class:`~graphsparse.cnn._gating.GatedNetwork` refreshes without a host
+    read per training step (see there).
 
     The first block of stages 2 and 3 halves the resolution and doubles the
     width. Its gate scales only its residual branch; the parameter-free
@@ -114,26 +117,31 @@ class ResNet(GatedNetwork):
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.gate_values()                               # [S, n]: one gate forward
-        alive = None if a is None else (a > 0).tolist()      # one host sync per step
+        alive = self.alive or []  # cached host mask: no host sync per training step
+        n = self.blocks_per_stage
         x = self.stem(x)
         for s, stage in enumerate(self.stages):
+            assert isinstance(stage, nn.Sequential)
             for i, block in enumerate(stage):
-                if alive is None:
+                if a is None:
                     x = block(x)
-                elif alive[s][i]:
+                elif alive[s * n + i]:
                     x = block(x, a[s, i] * self.gate_scale)
-                elif not isinstance(block.shortcut, nn.Identity):
-                    x = F.relu(block.shortcut(x))            # dead transition block
-                # else: a dead block is the identity; skip it
+                else:
+                    assert isinstance(block, BasicBlock)     # every block of a gated ResNet
+                    if not isinstance(block.shortcut, nn.Identity):
+                        x = F.relu(block.shortcut(x))        # dead transition block
+                    # else: a dead block is the identity; skip it
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
     def learned_depth(self) -> List[int]:
         """Residual blocks kept (gate > 0) in each stage."""
         if self.gate is None:
-            return [sum(isinstance(b, BasicBlock) for b in stage) for stage in self.stages]
-        return self.gate.num_alive().tolist()
+            return [sum(isinstance(b, BasicBlock) for b in stage.children())
+                    for stage in self.stages]
+        return self.num_alive().tolist()
 
     def structure(self) -> dict:
         return {"depth per stage": self.learned_depth(),
-                "blocks per stage": [len(stage) for stage in self.stages]}
+                "blocks per stage": [len(list(stage.children())) for stage in self.stages]}
 

@@ -129,7 +129,7 @@ class ResNeXt(GatedNetwork):
         """Branches kept (gate > 0) in each block."""
         if self.gate is None:
             return [getattr(b, "cardinality", 0) for b in self.blocks]
-        return self.gate.num_alive().tolist()
+        return self.num_alive().tolist()
 
     def structure(self) -> dict:
         return {"cardinality per block": self.learned_cardinality()}

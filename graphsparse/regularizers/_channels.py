@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from ._layers import NORMS, REGULARIZABLE
+from ._layers import NORMS, REGULARIZABLE, Layer, Norm
 
 _ZERO_PRESERVING_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Hardtanh,
@@ -36,19 +36,19 @@ _ZERO_PRESERVING_FUNCTIONS = {
 _ZERO_PRESERVING_METHODS = {"relu", "tanh", "contiguous"}
 _FLATTEN_METHODS = {"flatten", "view", "reshape"}
 
-Named = Tuple[str, nn.Module]
+Named = Tuple[str, Norm]
 
 
 @dataclass
 class ChannelLink:
     """How the output channels of one producer layer are used."""
     name: str
-    producer: nn.Module
+    producer: Layer
     norms: List[Named] = field(default_factory=list)
     #: ``(name, module, spatial)``: channel ``c`` is input channel ``c`` of a
     #: convolution, or features ``[c * spatial, (c + 1) * spatial)`` of a linear
     #: layer after a flatten (``spatial`` is None when no shapes were traced).
-    consumers: List[Tuple[str, nn.Module, Optional[int]]] = field(default_factory=list)
+    consumers: List[Tuple[str, Layer, Optional[int]]] = field(default_factory=list)
     coupled: Optional[str] = None
 
 
@@ -81,24 +81,28 @@ def _flatten_spatial(src: fx.Node, out: fx.Node, spatial) -> Tuple[Optional[int]
 
 
 def _follow(start: fx.Node, modules: Dict[str, nn.Module], link: ChannelLink) -> None:
-    stack = [(u, start, 1, ()) for u in start.users]
-    paths_norms = set()
+    # (node, its input from the producer, features per channel, norms on the way)
+    stack: List[Tuple[fx.Node, fx.Node, Optional[int], Tuple[Named, ...]]] = [
+        (u, start, 1, ()) for u in start.users]
+    paths_norms: Set[Tuple[Named, ...]] = set()
     while stack:
         node, src, spatial, norms = stack.pop()
-        nxt, reason = None, None
+        nxt: Optional[int] = None
+        reason: Optional[str] = None
         if node.op == "call_module":
-            m = modules[node.target]
+            target = str(node.target)           # a call_module's target: the module's name
+            m = modules[target]
             if isinstance(m, REGULARIZABLE):
                 if node.args[:1] != (src,) or len(node.args) != 1 or node.kwargs:
                     reason = f"'{node.target}' takes it with other arguments"
                 elif getattr(m, "groups", 1) != 1:
                     reason = f"'{node.target}' is a grouped convolution"
                 else:
-                    link.consumers.append((node.target, m, spatial))
+                    link.consumers.append((target, m, spatial))
                     paths_norms.add(norms)
                     continue
             elif isinstance(m, NORMS):
-                nxt, norms = spatial, norms + ((node.target, m),)
+                nxt, norms = spatial, norms + ((target, m),)
             elif isinstance(m, _ZERO_PRESERVING_MODULES):
                 nxt = spatial
             elif isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
@@ -139,9 +143,9 @@ def channel_links(model: nn.Module, example_input=None) -> Dict[str, ChannelLink
     modules = dict(gm.named_modules())
     links: Dict[str, ChannelLink] = {}
     for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], REGULARIZABLE):
+        m = modules[node.target] if node.op == "call_module" else None
+        if not isinstance(m, REGULARIZABLE):
             continue
-        m = modules[node.target]
         if node.target in links:
             links[node.target].coupled = "the layer is called more than once"
             continue
@@ -153,16 +157,17 @@ def channel_links(model: nn.Module, example_input=None) -> Dict[str, ChannelLink
     return links
 
 
-def attached_norms(model: nn.Module) -> Dict[nn.Module, nn.Module]:
+def attached_norms(model: nn.Module) -> Dict[nn.Module, Norm]:
     """``{layer: batch norm}`` for every batch norm that is the only user of a
     convolution / linear layer's output."""
     gm = trace(model)
     modules = dict(gm.named_modules())
-    out = {}
+    out: Dict[nn.Module, Norm] = {}
     for node in gm.graph.nodes:
         if node.op == "call_module" and isinstance(modules[node.target], REGULARIZABLE) \
                 and len(node.users) == 1:
             user = next(iter(node.users))
-            if user.op == "call_module" and isinstance(modules[user.target], NORMS):
-                out[modules[node.target]] = modules[user.target]
+            norm = modules[user.target] if user.op == "call_module" else None
+            if isinstance(norm, NORMS):
+                out[modules[node.target]] = norm
     return out

@@ -14,7 +14,7 @@ paper's "neurons"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -23,15 +23,18 @@ from ..utils.validation import check_choice
 
 REGULARIZABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: The layer types of :data:`REGULARIZABLE` and :data:`NORMS`, for annotations.
+Layer = Union[nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear]
+Norm = Union[nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d]
 
 
 @dataclass(eq=False)
 class LayerGroups:
     """The covered parameters of one layer and their ``[G, S]`` group matrix."""
     name: str
-    module: nn.Module
+    module: Layer
     by: str = "out"
-    norm: Optional[nn.Module] = None
+    norm: Optional[Norm] = None
 
     @property
     def params(self) -> List[Tensor]:
@@ -68,11 +71,11 @@ class LayerGroups:
         if self.by == "in":
             return [m.t()]
         sizes = [p.numel() // m.shape[0] for p in params]
-        return [c.reshape(p.shape) for c, p in zip(m.split(sizes, dim=1), params)]
+        return [c.reshape(p.shape) for c, p in zip(m.split(sizes, dim=1), params, strict=True)]
 
 
 def collect_layers(model: nn.Module, linear_groups: str = "out",
-                   norms: Optional[Dict[nn.Module, nn.Module]] = None,
+                   norms: Optional[Dict[nn.Module, Norm]] = None,
                    modules: Optional[Iterable[nn.Module]] = None,
                    owner: str = "") -> List[LayerGroups]:
     """One :class:`LayerGroups` per convolution / linear layer of ``model``

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ._channels import ChannelLink, channel_links
+from ._layers import Layer
 
 
 @dataclass
@@ -44,7 +45,7 @@ class CompactionReport:
         return "\n".join(lines)
 
 
-def _rows_zero(m: nn.Module) -> Tensor:
+def _rows_zero(m: Layer) -> Tensor:
     dead = m.weight.detach().flatten(1).eq(0).all(dim=1)
     if m.bias is not None:
         dead &= m.bias.detach().eq(0)
@@ -63,6 +64,7 @@ def _dead_channels(link: ChannelLink) -> Tensor:
     for _, m, spatial in link.consumers:
         w = m.weight.detach()
         if isinstance(m, nn.Linear):
+            assert spatial is not None          # links without it are coupled
             unused &= w.eq(0).all(dim=0).reshape(len(dead), spatial).all(dim=1)
         else:
             unused &= w.eq(0).transpose(0, 1).flatten(1).all(dim=1)
@@ -95,6 +97,7 @@ def _remove(link: ChannelLink, keep: Tensor) -> None:
         norm.num_features = len(keep)
     for _, c, spatial in link.consumers:
         if isinstance(c, nn.Linear):
+            assert spatial is not None          # links without it are coupled
             cols = (k[:, None] * spatial + torch.arange(spatial, device=k.device)).flatten()
             _replace(c, "weight", c.weight[:, cols])
             c.in_features = cols.numel()
@@ -103,7 +106,7 @@ def _remove(link: ChannelLink, keep: Tensor) -> None:
             c.in_channels = len(keep)
 
 
-def _num_channels(m: nn.Module) -> int:
+def _num_channels(m: Layer) -> int:
     return m.weight.shape[0]
 
 
@@ -134,6 +137,9 @@ def compact_channels(model: nn.Module, example_input, strict: bool = False
     links = channel_links(model, example_input)
     report = CompactionReport()
     for name, link in links.items():
+        if link.coupled is None and any(s is None for _, c, s in link.consumers
+                                        if isinstance(c, nn.Linear)):
+            link.coupled = "a flatten of unknown shape (pass 'example_input')"
         if link.coupled is None:
             report.channels[name] = (_num_channels(link.producer),) * 2
         elif bool(_rows_zero(link.producer).any()):

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from ..utils.interrupt import DeferredInterrupt, TrainingInterrupted
 from .base import StructuredRegularizer
 from .compact import CompactionReport, compact_channels
 from .finetune import ZeroMask
@@ -82,6 +85,84 @@ def train_epoch(model: nn.Module, reg: Optional[StructuredRegularizer],
     return float(loss.detach())
 
 
+
+
+def fit_regularized(model: nn.Module, reg: Optional[StructuredRegularizer],
+                    opt: torch.optim.Optimizer,
+                    batches: Callable[[], Iterable[Tuple[Tensor, Tensor]]],
+                    epochs: int,
+                    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+                    generator: Optional[torch.Generator] = None,
+                    checkpoint: Optional[Union[str, Path]] = None, checkpoint_every: int = 1,
+                    resume: bool = False, stop: Optional[Callable[[], bool]] = None,
+                    on_epoch: Optional[Callable[[int, float], None]] = None,
+                    mask: Optional[ZeroMask] = None) -> List[float]:
+    """``epochs`` epochs of :func:`train_epoch` (``batches()`` gives one
+    epoch's batches), ``scheduler.step()`` after each, with checkpoints.
+
+    Every ``checkpoint_every`` epochs and after the last one, ``checkpoint`` is
+    written atomically: model, optimizer, scheduler, regularizer (its
+    ``state_dict``, e.g. SGL0's ``V`` and ``beta``), the batch-order
+    ``generator``, the global generators and the loss history. With
+    ``resume=True`` an existing checkpoint is continued; on CPU the result is
+    bit-identical to an uninterrupted run. Ctrl-C (single process, main
+    thread) or ``stop()`` returning true ends the run after the epoch in
+    progress, with a checkpoint, by raising :class:`TrainingInterrupted`.
+
+    Args:
+        on_epoch (callable, optional): ``on_epoch(epoch, last_loss)`` after each
+            epoch (1-based), e.g. for progress lines.
+
+    Returns:
+        The last loss of every epoch (all epochs, resumed ones included).
+    """
+    every = int(checkpoint_every)
+    if every < 1:
+        raise ValueError(f"'checkpoint_every' must be a positive number of epochs (got "
+                         f"{checkpoint_every})")
+    if int(epochs) < 1:
+        raise ValueError(f"'epochs' must be a positive integer (got {epochs})")
+    history: List[float] = []
+    start = 0
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint, map_location=next(model.parameters()).device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if reg is not None:
+            reg.load_state_dict(state["regularizer"])
+        if generator is not None:
+            generator.set_state(state["generator"].cpu())
+        set_rng_state(state["rng"])
+        start, history = int(state["epoch"]), [float(v) for v in state["history"]]
+
+    def save(epoch: int) -> None:
+        if checkpoint is None:
+            return
+        atomic_save({"epoch": epoch, "history": history, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(),
+                     "scheduler": None if scheduler is None else scheduler.state_dict(),
+                     "regularizer": None if reg is None else reg.state_dict(),
+                     "generator": None if generator is None else generator.get_state(),
+                     "rng": rng_state()}, checkpoint)
+
+    with DeferredInterrupt(stop=stop) as sigint:
+        for epoch in range(start, int(epochs)):
+            history.append(train_epoch(model, reg, opt, batches(), mask=mask))
+            if scheduler is not None:
+                scheduler.step()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, history[-1])
+            interrupted = sigint.requested
+            if interrupted or (epoch + 1) % every == 0 or epoch + 1 == int(epochs):
+                save(epoch + 1)
+            if interrupted and epoch + 1 < int(epochs):
+                raise TrainingInterrupted(None if checkpoint is None else str(checkpoint),
+                                          epoch + 1)
+    return history
+
+
 @torch.no_grad()
 def error_rate(model: nn.Module, x: Tensor, y: Tensor,
                transform: Optional[Callable[[Tensor], Tensor]] = None, batch: int = 1000) -> float:
@@ -151,7 +232,7 @@ def plot_layer_sparsity(results: Dict[str, Dict], path, title: str) -> None:
     layers = list(results[methods[0]]["layers"])
     fig, axes = plt.subplots(2, 1, figsize=(max(7.5, 0.45 * len(layers) + 2), 6.5), sharex=True)
     width = 0.8 / len(methods)
-    for ax, key in zip(axes, ("weight_sparsity", "neuron_sparsity")):
+    for ax, key in zip(axes, ("weight_sparsity", "neuron_sparsity"), strict=True):
         for j, m in enumerate(methods):
             vals = [results[m]["layers"][layer][key] for layer in layers]
             ax.bar([i + j * width for i in range(len(layers))], vals, width, label=m)

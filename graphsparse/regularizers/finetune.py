@@ -65,14 +65,14 @@ class ZeroMask:
     @torch.no_grad()
     def mask_grad_(self) -> None:
         """Zeroes, in place, the gradients of the frozen zeros (call before ``opt.step()``)."""
-        for p, m in zip(self.params, self.masks):
+        for p, m in zip(self.params, self.masks, strict=True):
             if p.grad is not None:
                 p.grad.mul_(m)
 
     @torch.no_grad()
     def apply_(self) -> None:
         """Writes the frozen zeros back into the weights (call after ``opt.step()``)."""
-        for p, m in zip(self.params, self.masks):
+        for p, m in zip(self.params, self.masks, strict=True):
             p.mul_(m)
 
     def __repr__(self) -> str:

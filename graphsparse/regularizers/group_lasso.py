@@ -12,6 +12,13 @@ from ..utils.validation import check_nonnegative
 from .base import StructuredRegularizer
 
 
+def _total(terms: Iterable[Tensor]) -> Tensor:
+    """The sum of per-layer terms (a regularizer covers at least one layer)."""
+    total = sum(terms)
+    assert isinstance(total, Tensor)
+    return total
+
+
 def group_lasso_penalty(matrix: Tensor) -> Tensor:
     r"""Group lasso of a ``[G, S]`` group matrix, paper Eq. (2):
 
@@ -33,7 +40,7 @@ class GroupLasso(StructuredRegularizer):
     """
 
     def penalty(self) -> Tensor:
-        return (self.lam / self.num_samples) * sum(
+        return (self.lam / self.num_samples) * _total(
             group_lasso_penalty(layer.matrix()) for layer in self.layers)
 
 
@@ -41,7 +48,7 @@ class L1(StructuredRegularizer):
     r"""Plain lasso: ``penalty() = lam / N * sum_l ||W_l||_1``."""
 
     def penalty(self) -> Tensor:
-        return (self.lam / self.num_samples) * sum(
+        return (self.lam / self.num_samples) * _total(
             l1_penalty(layer.matrix()) for layer in self.layers)
 
 
@@ -64,8 +71,8 @@ class SparseGroupLasso(StructuredRegularizer):
 
     def penalty(self) -> Tensor:
         n = self.num_samples
-        return sum((self.lam / n) * group_lasso_penalty(m) + (self.lam_l1 / n) * l1_penalty(m)
-                   for m in (layer.matrix() for layer in self.layers))
+        return _total((self.lam / n) * group_lasso_penalty(m) + (self.lam_l1 / n) * l1_penalty(m)
+                      for m in (layer.matrix() for layer in self.layers))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", lam_l1={self.lam_l1:g}"

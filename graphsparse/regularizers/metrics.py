@@ -92,5 +92,5 @@ def prune_small_(source, tol: float = ZERO_TOL, linear_groups: str = "out") -> N
     for layer in _layers_of(source, linear_groups):
         zw, _ = zero_masks(layer.matrix(), tol)
         masked = layer.matrix().masked_fill(zw, 0.0)
-        for p, new in zip(layer.params, layer.unmatrix(masked)):
+        for p, new in zip(layer.params, layer.unmatrix(masked), strict=True):
             p.copy_(new)

@@ -4,13 +4,12 @@ Structured Sparsity Convolutional Neural Networks", 2019
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..utils.validation import check_choice, check_positive_int
-from ..utils.validation import check_nonnegative
+from ..utils.validation import check_choice, check_nonnegative, check_positive_int
 from .base import StructuredRegularizer
 from .group_lasso import group_lasso_penalty
 from .metrics import ZERO_TOL
@@ -80,7 +79,7 @@ class SGL0(StructuredRegularizer):
         self.beta_growth = growth
         self.grow_every = check_positive_int(grow_every, "grow_every", owner)
         super().__init__(model, lam, num_samples, linear_groups, norms, modules)
-        self.V = []
+        self.V: List[Tensor] = []
         self.step()
 
     @property
@@ -92,11 +91,12 @@ class SGL0(StructuredRegularizer):
         if self.V and self.V[0].device != self.layers[0].module.weight.device:
             self.step()  # the model was moved after the regularizer was built
         n = self.num_samples
-        out = 0.0
-        for layer, vs in zip(self.layers, self._v_by_layer()):
+        out: Union[Tensor, float] = 0.0
+        for layer, vs in zip(self.layers, self._v_by_layer(), strict=True):
             out = out + (self.lam / n) * group_lasso_penalty(layer.matrix())
             out = out + (0.5 * self.beta / n) * sum(
-                (w - v).pow(2).sum() for w, v in zip(layer.params, vs))
+                (w - v).pow(2).sum() for w, v in zip(layer.params, vs, strict=True))
+        assert isinstance(out, Tensor)          # a regularizer covers at least one layer
         return out
 
     def l0(self) -> float:
@@ -117,22 +117,23 @@ class SGL0(StructuredRegularizer):
     @torch.no_grad()
     def distance(self) -> float:
         r""":math:`\|W - V\|_2` over all covered weights."""
-        return math.sqrt(sum(float((p - v).pow(2).sum()) for p, v in zip(self.params, self.V)))
+        return math.sqrt(sum(float((p - v).pow(2).sum())
+                             for p, v in zip(self.params, self.V, strict=True)))
 
     @torch.no_grad()
-    def finalize(self, mode: str = "v", tol: float = ZERO_TOL) -> None:
+    def finalize(self, tol: float = ZERO_TOL, *, mode: str = "v") -> None:
         """Writes exact zeros into the weights, after training.
 
         Args:
-            mode (str, optional): ``"v"`` sets ``W := V`` (the hard-thresholded
-                copy), then applies the paper's :math:`10^{-5}` thresholds;
-                ``"threshold"`` applies only those thresholds to ``W``, as the
-                paper reports its results. (default: ``"v"``)
             tol (float, optional): the paper's zero threshold. (default: ``1e-5``)
+            mode (str, optional): keyword only. ``"v"`` sets ``W := V`` (the
+                hard-thresholded copy), then applies the paper's :math:`10^{-5}`
+                thresholds; ``"threshold"`` applies only those thresholds to
+                ``W``, as the paper reports its results. (default: ``"v"``)
         """
         check_choice(mode, ("v", "threshold"), "mode", f"{self.__class__.__name__}.finalize")
         if mode == "v":
-            for p, v in zip(self.params, self.V):
+            for p, v in zip(self.params, self.V, strict=True):
                 p.copy_(v)
         super().finalize(tol)
         self.step()
@@ -150,7 +151,7 @@ class SGL0(StructuredRegularizer):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.beta = state["beta"]
-        self.V = [v.to(p.device) for v, p in zip(state["V"], self.params)]
+        self.V = [v.to(p.device) for v, p in zip(state["V"], self.params, strict=True)]
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", beta={self.beta:g}, beta_growth={self.beta_growth:g}, "

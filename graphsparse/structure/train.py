@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ..graph import EdgeScorer, GatedAdjacency, GatedGCN, row_norm
 from ..utils import seed_everything
 from ..utils.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
-from ..utils.interrupt import DeferredInterrupt
+from ..utils.interrupt import DeferredInterrupt, TrainingInterrupted
 from .learner import LEARNER_DEFAULTS, StructureLearner
 
 #: Settings of the model and its optimizer in :func:`fit_structure`.
@@ -35,7 +35,7 @@ ADJACENCY_DEFAULTS: Dict[str, Any] = dict(
     symmetric=False,
     gate_self_loops=False, # False: self-loops always on, out of the competitions
     unit_init=True,        # initial adjacency = the candidate graph with unit weights
-    init_noise=0.1,        # std of Gaussian noise on the initial logits: breaks the ties of equal rows
+    init_noise=0.1,        # std of Gaussian noise on the initial logits: breaks ties of equal rows
     scorer=None,           # None: free per-edge logits; "dot" / "mlp": an EdgeScorer
     scorer_hidden=64,
 )
@@ -175,10 +175,11 @@ def _fit(x, edge_index, y, train_mask, val_mask, test_mask, cfg, progress, desc,
          checkpoint, resume, checkpoint_every) -> FitResult:
     num_classes = int(y[train_mask | (val_mask if val_mask is not None else train_mask)].max()) + 1
     adj = build_adjacency(edge_index, x.size(0), x.size(1), cfg).to(x.device)
+    model: nn.Module
     if model_fn is None:
-        model: nn.Module = GatedGCN(x.size(1), cfg["hidden"], num_classes, num_layers=2,
-                                    dropout=cfg["dropout"], adjacency=adj)
-        weights = list(model.weight_parameters())
+        gcn = GatedGCN(x.size(1), cfg["hidden"], num_classes, num_layers=2,
+                       dropout=cfg["dropout"], adjacency=adj)
+        model, weights = gcn, list(gcn.weight_parameters())
     else:
         model = model_fn(x.size(1), num_classes)
         weights = list(model.parameters())
@@ -229,10 +230,12 @@ def _fit(x, edge_index, y, train_mask, val_mask, test_mask, cfg, progress, desc,
                 out = model(x, *adj(x_adj))
             val_acc = _accuracy(out, y, val_mask)
             learner.step(out, val_acc)
+            last = learner.last
+            assert last is not None                 # set by step()
             rec = dict(epoch=epoch, loss=float(loss.detach()), lam=learner.lam,
                        train_acc=_accuracy(out, y, train_mask), val_acc=val_acc,
                        test_acc=_accuracy(out, y, test_mask),
-                       edge_sparsity=learner.last["sparsity"])
+                       edge_sparsity=last["sparsity"])
             history.append(rec)
             if bar is not None:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}",
@@ -240,8 +243,7 @@ def _fit(x, edge_index, y, train_mask, val_mask, test_mask, cfg, progress, desc,
                                 sparsity=f"{rec['edge_sparsity']:.2f}", refresh=False)
             if stop.requested:
                 save()
-                raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}; checkpoint "
-                                        f"saved to {checkpoint}")
+                raise TrainingInterrupted(str(checkpoint), epoch + 1)
             if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
                 save()
     save()
@@ -344,8 +346,12 @@ def fit_gcn(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor, val_ma
     the fixed graph, same model selection as :func:`fit_structure`.
     ``config["normalization"]``: ``"sym"`` (GCNConv's own
     :math:`D^{-1/2}(A+I)D^{-1/2}`, Kipf & Welling) or ``"row"``
-    (:math:`D^{-1}(A+I)`, the mean over the in-coming neighbours and the node)."""
+    (:math:`D^{-1}(A+I)`, the mean over the in-coming neighbours and the node).
+    With no validation node the last epoch is kept, as in :func:`fit_structure`."""
     cfg = {**GCN_DEFAULTS, **(config or {})}
+    epochs = cfg["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"'epochs' must be an integer >= 1 (got {epochs!r})")
     seed_everything(seed)
     num_classes = int(y[train_mask | val_mask].max()) + 1
     model = PlainGCN(x.size(1), cfg["hidden"], num_classes, edge_index, x.size(0),
@@ -356,7 +362,8 @@ def fit_gcn(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor, val_ma
         return model(x)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    best, history = None, []
+    best: Optional[Dict[str, Any]] = None
+    history: List[Dict[str, Any]] = []
     t0 = time.perf_counter()
     for epoch in range(cfg["epochs"]):
         opt.zero_grad()
@@ -369,7 +376,8 @@ def fit_gcn(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor, val_ma
                    val_acc=_accuracy(out, y, val_mask), test_acc=_accuracy(out, y, test_mask),
                    edge_sparsity=0.0)
         history.append(rec)
-        if best is None or rec["val_acc"] >= best["val_acc"]:
+        if best is None or rec["val_acc"] is None or rec["val_acc"] >= best["val_acc"]:
             best = rec
+    assert best is not None                         # epochs >= 1
     seconds = (time.perf_counter() - t0) / max(cfg["epochs"], 1)
     return FitResult(best["val_acc"], best["test_acc"], best["epoch"], 0.0, seconds, history, model)

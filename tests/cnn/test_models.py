@@ -126,3 +126,17 @@ def test_every_parameter_gets_a_gradient(name, gated, device):
 def test_resnet_rejects_bad_depth(depth):
     with pytest.raises(ValueError, match="6n \\+ 2"):
         ResNet(depth)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_densenet_rescaled_at_init_equals_plain(train):
+    gated, plain = TINY["densenet"](), TINY["densenet"](gated=False)
+    randomize_bn(gated)
+    plain.load_state_dict(gated.state_dict(), strict=False)
+    gated.train(train), plain.train(train)
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(gated(x), plain(x), atol=1e-5, rtol=1e-5)
+    unscaled = TINY["densenet"](rescale=False)
+    unscaled.load_state_dict(gated.state_dict(), strict=False)
+    unscaled.train(train)
+    assert not torch.allclose(unscaled(x), plain(x), atol=1e-3)   # the head sees a / 4
