@@ -2,7 +2,6 @@
 Neural Networks* (Y. Lee), Eqs. (2)-(4), with the null component."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -177,6 +176,11 @@ class SparseGate(nn.Module):
         - **output:** ``[G, n]`` (dense) or ``[E]`` (ragged).
     """
 
+    # Buffers, declared for the type checker (nn.Module.__getattr__ is typed
+    # ``Tensor | Module``).
+    index: Optional[Tensor]
+    group_size: Tensor
+
     def __init__(self, num_components: Optional[int] = None, num_groups: Optional[int] = None,
                  *, index: Optional[Tensor] = None, normalization: str = "sum",
                  activation: str = "sigmoid") -> None:
@@ -192,7 +196,8 @@ class SparseGate(nn.Module):
         self.activation = activation
         self.validate = True
         if index is None:
-            self.num_components = check_positive_int(num_components, "num_components", name)
+            self.num_components: Optional[int] = check_positive_int(
+                num_components, "num_components", name)
             self.num_groups = check_positive_int(1 if num_groups is None else num_groups,
                                                  "num_groups", name)
             self.register_buffer("index", None)
@@ -202,7 +207,7 @@ class SparseGate(nn.Module):
             self.num_groups = check_index(index, num_groups, "index")
             self.num_components = None
             self.register_buffer("index", index.long().clone())
-            sizes = group_sizes(self.index, self.num_groups)
+            sizes = group_sizes(index.long(), self.num_groups)
             self.alpha = nn.Parameter(torch.empty(index.numel()))
         self.register_buffer("group_size", sizes, persistent=False)
         self.beta = nn.Parameter(torch.empty(self.num_groups))

@@ -10,4 +10,5 @@ from .sinkhorn import sinkhorn
 from .weighted import EdgeWeighted, check_weight_consumers
 
 __all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "EdgeWeighted",
-           "check_weight_consumers", "knn_candidates", "merge_candidates", "sinkhorn", "row_norm", "sym_norm"]
+           "check_weight_consumers", "knn_candidates", "merge_candidates", "sinkhorn", "row_norm",
+           "sym_norm"]

@@ -90,7 +90,7 @@ def first_of_each(group: Tensor) -> Tensor:
     return first.scatter_reduce(0, group, pos, reduce="amin")
 
 
-def build_candidates(edge_index: Tensor, edge_weight: Optional[Tensor], num_nodes: int,
+def build_candidates(edge_index: Tensor, edge_weight: Optional[Tensor], num_nodes: Optional[int],
                      add_self_loops: bool, symmetric: bool, gate_self_loops: bool,
                      owner: str, extra: Optional[Tensor] = None) -> Candidates:
     """Coalesces the input edges into candidates (duplicate edges merged, their

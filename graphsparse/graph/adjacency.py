@@ -181,6 +181,26 @@ class GatedAdjacency(nn.Module):
           ``return_edge_id=True``)
     """
 
+    # Buffers, parameters and submodules set in __init__, declared for the type
+    # checker (nn.Module.__getattr__ is typed ``Tensor | Module``).
+    edge_index: Tensor
+    beta0_row: Tensor
+    beta0_col: Tensor
+    pair: Optional[Tensor]
+    pair_rep: Optional[Tensor]
+    input_weight: Optional[Tensor]
+    input_id: Tensor
+    input_to_cand: Tensor
+    gated_id: Tensor
+    loop_id: Tensor
+    self_loop_id: Tensor
+    reverse_id: Optional[Tensor]
+    logit_prior: Tensor
+    alpha: Optional[nn.Parameter]
+    beta_row: Optional[nn.Parameter]
+    beta_col: Optional[nn.Parameter]
+    scorer: Optional[nn.Module]
+
     def __init__(self, edge_index: Union[Tensor, Any], num_nodes: Optional[int] = None, *,
                  edge_weight: Optional[Tensor] = None, groups: str = "both",
                  normalization: str = "sinkhorn", num_iters: int = 10,
@@ -228,7 +248,7 @@ class GatedAdjacency(nn.Module):
         self.register_buffer("input_to_cand", cand.input_to_cand)
 
         self.scorer = scorer
-        self._reuse = None
+        self._reuse: Optional[Tuple[tuple, _Candidates, Tensor, List[bool]]] = None
         self._last_values: Optional[Tensor] = None
         self._last_batch: Optional[_Candidates] = None
         self._unit: Optional[Tensor] = None
@@ -247,7 +267,7 @@ class GatedAdjacency(nn.Module):
         self.register_buffer("logit_prior", torch.zeros(cand.edge_index.size(1)))
         beta_shape = (self.num_nodes,) if scorer is None else ()
         if scorer is None:
-            n = cand.edge_index.size(1) if cand.pair is None else cand.pair_rep.numel()
+            n = cand.edge_index.size(1) if cand.pair_rep is None else cand.pair_rep.numel()
             self.alpha = nn.Parameter(torch.empty(n))
         else:
             self.register_parameter("alpha", None)
@@ -282,8 +302,9 @@ class GatedAdjacency(nn.Module):
             for beta, beta0 in ((self.beta_row, self.beta0_row), (self.beta_col, self.beta0_col)):
                 if beta is not None:
                     beta.copy_(beta0 if self.scorer is None else beta0.new_zeros(()))
-        if self.scorer is not None and hasattr(self.scorer, "reset_parameters"):
-            self.scorer.reset_parameters()
+        reset = getattr(self.scorer, "reset_parameters", None)   # None without a scorer
+        if callable(reset):
+            reset()
         self._reuse = None
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
@@ -375,6 +396,7 @@ class GatedAdjacency(nn.Module):
 
     def _raw_logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
         if self.scorer is None:
+            assert self.alpha is not None       # free logits exist exactly without a scorer
             idx = self.pair if cand.cand_id is None else (
                 cand.cand_id if self.pair is None else self.pair.index_select(0, cand.cand_id))
             return self.alpha if idx is None else self.alpha.index_select(0, idx)
@@ -383,6 +405,7 @@ class GatedAdjacency(nn.Module):
                              f"features 'x'")
         if cand.pair is None:
             return self.scorer(x, cand.edge_index)
+        assert cand.pair_rep is not None        # set together with pair
         rep = cand.edge_index.index_select(1, cand.pair_rep)
         return self.scorer(x, rep).index_select(0, cand.pair)
 
@@ -470,11 +493,14 @@ class GatedAdjacency(nn.Module):
             if init:
                 beta_col = cand.beta0_row if self.symmetric else cand.beta0_col
             else:
-                beta_col = (self._beta(self.beta_row, cand.beta0_row, self.beta0_row, cand)
+                thr = self.beta_row if self.symmetric else self.beta_col
+                assert thr is not None      # symmetric: the row thresholds serve the columns
+                beta_col = (self._beta(thr, cand.beta0_row, self.beta0_row, cand)
                             if self.symmetric
-                            else self._beta(self.beta_col, cand.beta0_col, self.beta0_col, cand))
+                            else self._beta(thr, cand.beta0_col, self.beta0_col, cand))
             gc = sparse_gate(alpha, beta_col, col, n, "none", act, validate=False)
             weight = gc if weight is None else weight * gc
+        assert weight is not None           # groups is one of "row", "col", "both"
         return weight
 
     def _evaluate(self, x: Optional[Tensor],
@@ -510,7 +536,8 @@ class GatedAdjacency(nn.Module):
             return None
         (objs, versions), cand, values, _ = reuse
         now_objs, now_versions = self._inputs(x, edge_index)
-        same = len(objs) == len(now_objs) and all(a is b for a, b in zip(objs, now_objs))
+        same = len(objs) == len(now_objs) and all(
+            a is b for a, b in zip(objs, now_objs, strict=True))
         if torch.compiler.is_compiling():
             # in-place versions are not traceable; inside one compiled step the
             # parameters cannot change between the forward pass and the penalty
@@ -609,6 +636,7 @@ class GatedAdjacency(nn.Module):
         local[n_id] = torch.arange(num_local, device=n_id.device)
         ids = self.input_to_cand.index_select(0, e_id)
         if self.symmetric:                   # both directions of every sampled pair
+            assert self.reverse_id is not None
             ids = torch.cat([ids, self.reverse_id.index_select(0, ids)])
         if self.add_self_loops:
             ids = torch.cat([ids, self.self_loop_id.index_select(0, n_id)])
@@ -780,7 +808,7 @@ class GatedAdjacency(nn.Module):
             weight = weight / torch.bincount(pair, minlength=key.numel())
             edge_index = torch.stack([key // self.num_nodes, key % self.num_nodes])
         graph.add_weighted_edges_from(zip(edge_index[0].tolist(), edge_index[1].tolist(),
-                                          weight.tolist()))
+                                          weight.tolist(), strict=True))
         return graph
 
     def extra_repr(self) -> str:

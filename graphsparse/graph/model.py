@@ -79,12 +79,14 @@ class GatedGCN(nn.Module):
         self.dropout = float(dropout)
         self.adjacency = adjacency
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
-        self.convs = nn.ModuleList(GatedGCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.convs = nn.ModuleList(
+            GatedGCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self._last_input: Tuple[Optional[Tensor], Optional[Tensor]] = (None, None)
 
     def reset_parameters(self) -> None:
         """Resets the convolutions (what the model owns), not the given adjacency."""
         for conv in self.convs:
+            assert isinstance(conv, GatedGCNConv)
             conv.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Optional[Tensor] = None,

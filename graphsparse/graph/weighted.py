@@ -72,8 +72,9 @@ class EdgeWeighted(nn.Module):
 
     def reset_parameters(self) -> None:
         for m in self.model.modules():
-            if m is not self.model and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if m is not self.model and callable(reset):
+                reset()
 
     def forward(self, x: Any, edge_index: Tensor, edge_weight: Tensor, *args: Any,
                 **kwargs: Any) -> Any:
@@ -91,7 +92,7 @@ class EdgeWeighted(nn.Module):
         try:
             return self.model(x, edge_index, *args, **kwargs)
         finally:
-            for m, (explain, mask, loops, sigmoid) in zip(layers, saved):
+            for m, (explain, mask, loops, sigmoid) in zip(layers, saved, strict=True):
                 m.explain, m._edge_mask, m._loop_mask, m._apply_sigmoid = \
                     explain, mask, loops, sigmoid
 

@@ -723,7 +723,8 @@ def read_data_file(path: PathLike, log: Optional[List[str]] = None) -> GraphInpu
                                        "node_ids", "num_nodes"})
     if extra:
         log.append(f"{path}: Data attribute(s) {extra} not used")
-    edges = [(ids[u], ids[v], w) for (u, v), w in zip(ei.t().tolist(), weights.tolist())]
+    edges = [(ids[u], ids[v], w)
+             for (u, v), w in zip(ei.t().tolist(), weights.tolist(), strict=True)]
     log.append(f"{path}: edges read as undirected (a saved Data is treated as undirected)")
     edge_index, edge_weight = _finish(edges, ids, False, log, str(path))
     raw = {i: str(c) for i, c in enumerate(y.tolist()) if c >= 0}

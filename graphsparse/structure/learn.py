@@ -306,7 +306,7 @@ def _write_outputs(out: Path, gi: GraphInput, kept_index: Tensor, kept_weight: T
         with atomic_open(out / "learned_edges.csv", newline="") as f:
             w = csv.writer(f)
             w.writerow(["source", "target", "weight"])
-            for (j, i), a in zip(kept_index.t().tolist(), kept_weight.tolist()):
+            for (j, i), a in zip(kept_index.t().tolist(), kept_weight.tolist(), strict=True):
                 w.writerow([gi.node_ids[j], gi.node_ids[i], f"{a:.6g}"])
         written.append(out / "learned_edges.csv")
         from torch_geometric.data import Data

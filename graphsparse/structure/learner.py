@@ -29,7 +29,8 @@ LEARNER_DEFAULTS: Dict[str, Any] = dict(
     reduction="sum",       # "sum": the paper's sum over nodes; "mean": per node
     warmup=50,             # epochs over which lambda ramps up linearly from 0
     gate_start=100,        # epochs of model weights only (gate frozen at init, lambda = 0)
-    distill=0.11,          # mu: weight of sum_v KL(teacher_v || model_v); teacher: predictions at gate_start
+    distill=0.11,          # mu: weight of sum_v KL(teacher_v || model_v);
+                           # teacher: the predictions at gate_start
     prior="agreement",     # None, or "agreement": logit prior from the model's own predictions
     prior_scale=6.0,       # tau: prior = tau * (cos(P_i, P_j) - 1), in [-tau, 0]
     prior_temperature=0.1, # softmax temperature of the predictions behind the prior (sharpens)

@@ -43,7 +43,8 @@ def plot_learned_graph(gi, kept_index: Tensor, kept_weight: Tensor, path: Path,
         learned = nx.Graph()
         learned.add_nodes_from(range(n))
         wsum: Dict[tuple, float] = {}
-        for (j, i), a in zip(kept_index[:, nonloop].t().tolist(), kept_weight[nonloop].tolist()):
+        for (j, i), a in zip(kept_index[:, nonloop].t().tolist(), kept_weight[nonloop].tolist(),
+                             strict=True):
             key = (min(i, j), max(i, j))
             wsum[key] = wsum.get(key, 0.0) + a
         learned.add_weighted_edges_from((u, v, w) for (u, v), w in wsum.items())

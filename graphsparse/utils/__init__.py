@@ -13,5 +13,6 @@ from .validation import (
 
 __all__ = ["check_choice", "check_finite", "check_index", "check_nonnegative", "check_p",
            "check_positive_int", "seed_everything", "deterministic_algorithms",
-           "atomic_save", "load_checkpoint", "rng_state", "set_rng_state", "DeferredInterrupt", "TrainingInterrupted",
+           "atomic_save", "load_checkpoint", "rng_state", "set_rng_state", "DeferredInterrupt",
+           "TrainingInterrupted",
            "atomic_open", "atomic_write_text", "file_sha256", "prepare_output_dir", "provenance"]
