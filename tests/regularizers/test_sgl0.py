@@ -134,3 +134,14 @@ def test_penalty_on_device(device):
     p.backward()
     assert p.device.type == device and torch.isfinite(p)
     assert all(v.device.type == device for v in reg.V)
+
+
+def test_finalize_takes_the_base_class_tolerance_positionally():
+    torch.manual_seed(0)
+    model = nn.Linear(6, 4)
+    reg = SGL0(model, lam=0.1, beta=1.0, num_samples=10)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([1e-3, 2.0]).repeat(4, 3))
+    reg.finalize(1e-2, mode="threshold")      # the base class's finalize(tol) signature
+    assert (model.weight.abs() < 1e-2).sum() > 0
+    assert ((model.weight == 0) == (torch.tensor([1e-3, 2.0]).repeat(4, 3) < 1e-2)).all()

@@ -184,3 +184,12 @@ def test_distillation_needs_a_warm_phase():
     x, ei, y, train, val, test = two_communities()
     with pytest.raises(ValueError, match="gate_start"):
         fit_structure(x, ei, y, train, val, test, config=dict(epochs=2, gate_start=0))
+
+
+def test_fit_gcn_without_validation_keeps_the_last_epoch_and_checks_epochs():
+    from graphsparse.structure import fit_gcn
+    x, ei, y, train, val, test = two_communities()
+    res = fit_gcn(x, ei, y, train, torch.zeros_like(val), test, config=dict(epochs=3))
+    assert res.epoch == 2 and res.val_acc is None
+    with pytest.raises(ValueError, match="epochs"):
+        fit_gcn(x, ei, y, train, val, test, config=dict(epochs=0))
