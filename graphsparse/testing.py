@@ -57,3 +57,33 @@ def two_communities(n: int = 40, seed: int = 0) -> tuple:
     val = torch.zeros(n, dtype=torch.bool)
     val[8:20] = True
     return x, ei, y, train, val, ~(train | val)
+
+
+class StopAfter:
+    """A ``stop()`` callable for training loops: true on its ``n``-th call
+    (a programmatic Ctrl-C at a known point)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls == self.n
+
+
+def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 300) -> None:
+    """Runs ``script`` under ``torch.distributed.run`` with ``nproc`` CPU
+    processes on a free loopback port (one thread each); fails the test with
+    the end of its stderr when it exits non-zero."""
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        _pytest().fail(f"torchrun {script.name} exited {proc.returncode}:\n{proc.stderr[-3000:]}")

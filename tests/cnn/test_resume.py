@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from graphsparse.cnn.train import TrainingInterrupted, fit
+from graphsparse.testing import StopAfter
 from graphsparse.utils.checkpoint import load_checkpoint
 
 _spec = importlib.util.spec_from_file_location("_tiny", Path(__file__).with_name("_tiny.py"))
@@ -32,15 +33,6 @@ def _model(init_seed=0):
     with torch.no_grad():
         model.gate.alpha[0, 1] = -30.0         # a skipped block
     return model
-
-
-class StopAfter:
-    def __init__(self, n):
-        self.n, self.calls = n, 0
-
-    def __call__(self):
-        self.calls += 1
-        return self.calls == self.n
 
 
 def _same(a, b):

@@ -5,8 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from graphsparse.regularizers.experiment import (TrainingInterrupted, fit_regularized,
-                                                 make_regularizer)
+from graphsparse.regularizers.experiment import (
+    TrainingInterrupted,
+    fit_regularized,
+    make_regularizer,
+)
+from graphsparse.testing import StopAfter
 from graphsparse.utils.checkpoint import load_checkpoint
 
 EPOCHS = 4
@@ -37,15 +41,6 @@ def _run(method, init_seed=0, **kw):
     model, reg, opt, sched, gen, batches = _setup(method, init_seed)
     hist = fit_regularized(model, reg, opt, batches, EPOCHS, scheduler=sched, generator=gen, **kw)
     return model, reg, hist
-
-
-class StopAfter:
-    def __init__(self, n):
-        self.n, self.calls = n, 0
-
-    def __call__(self):
-        self.calls += 1
-        return self.calls == self.n
 
 
 @pytest.mark.parametrize("method", ["sgl0", "group_lasso", "none"])
