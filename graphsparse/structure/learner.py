@@ -329,7 +329,7 @@ class StructureLearner:
                 "the gate received no gradient in its first training step: the model does "
                 "not use the learned edge weights (pass them as 'edge_weight' to layers that "
                 "take one, or wrap the model in graphsparse.graph.EdgeWeighted), or "
-                "learner.loss() was not added to the loss", stacklevel=3)
+                "learner.loss() was not added to the loss", stacklevel=4)
 
     # ------------------------------------------------------------ resume
     def state_dict(self) -> Dict[str, Any]:
