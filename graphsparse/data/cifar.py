@@ -12,7 +12,6 @@ against the official MD5 before they are extracted.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
 import pickle
 import tarfile
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.io import file_digest
 from ..utils.validation import check_choice
 from .root import get_data_root, missing_dataset, writable_cache
 
@@ -127,11 +127,7 @@ def read_cifar_batch(path: Union[str, os.PathLike], label_key: str = "labels"
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def download_cifar(name: str, root: Path) -> Path:

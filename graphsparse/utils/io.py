@@ -161,13 +161,19 @@ def prepare_output_dir(out: PathLike, overwrite: bool = False, allow: Iterable[s
     return out
 
 
-def file_sha256(path: PathLike) -> str:
-    """The SHA-256 of a file's bytes, as 64 hex digits (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
+def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes with a ``hashlib`` algorithm (read in
+    1 MiB blocks)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    return file_digest(path, "sha256")
 
 
 def _version(module: str) -> Optional[str]:
