@@ -245,34 +245,29 @@ def fit_mlp(data, train, val, test, metric: str, settings: Dict[str, Any], seed:
     return fit_residual(data, train, val, test, metric, settings, seed, graph=False)
 
 
-def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
-              seed: int) -> RunResult:
-    """The learned structure, written as a user would with the composable API:
-    a :class:`~graphsparse.graph.GatedAdjacency` (the recipe's adjacency
-    settings), :class:`~graphsparse.graph.GatedGCN` layers and a
-    :class:`~graphsparse.structure.StructureLearner`, whose checkpoint choice
-    runs on the benchmark's validation metric (ROC-AUC where that is the metric)."""
-    import time
-
-    import torch.nn.functional as F
-
-    from graphsparse.graph import GatedAdjacency, GatedGCN
-    from graphsparse.structure import StructureLearner
+def _fit_gated_recipe(data, x, train, val, test, metric: str, cfg: Dict[str, Any],
+                      seed: int) -> RunResult:
+    """One recipe's run, written as a user would with the composable API:
+    :func:`~graphsparse.structure.build_structure_model` (a
+    :class:`~graphsparse.graph.GatedAdjacency` inside a ``GatedGCN`` or
+    ``GatedResGCN``) and a :class:`~graphsparse.structure.StructureLearner`
+    whose checkpoint choice runs on the benchmark's validation metric."""
+    from graphsparse.structure import LEARNER_DEFAULTS, StructureLearner
+    from graphsparse.structure.train import build_structure_model
     from graphsparse.utils import seed_everything
 
     seed_everything(seed)
-    x = data.x.to_dense() if data.x.layout != torch.strided else data.x
     y = data.y
-    adj = GatedAdjacency(data.edge_index, data.num_nodes, **settings["adjacency"])
-    model = GatedGCN(x.size(1), settings["hidden"], int(y.max()) + 1,
-                     dropout=settings["dropout"])
-    learner = StructureLearner(adj, y, train, x=x, model=model, **settings["learner"])
-    opt = torch.optim.Adam([dict(params=model.parameters(), lr=settings["lr"],
-                                 weight_decay=settings["weight_decay"]),
-                            *learner.param_groups()])
+    model = build_structure_model(x.size(1), int(y.max()) + 1, data.edge_index, data.num_nodes,
+                                  cfg, x)
+    adj = model.adjacency
+    learner = StructureLearner(adj, y, train, x=x, model=model,
+                               **{k: cfg[k] for k in LEARNER_DEFAULTS})
+    opt = torch.optim.Adam([dict(params=model.weight_parameters(), lr=cfg["lr"],
+                                 weight_decay=cfg["weight_decay"]), *learner.param_groups()])
     history = []
     t0 = time.perf_counter()
-    for _ in range(settings["epochs"]):
+    for _ in range(cfg["epochs"]):
         model.train()
         opt.zero_grad()
         out = model(x, *adj())
@@ -288,9 +283,38 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
     seconds = time.perf_counter() - t0
     best = learner.restore()
     v, t = history[best["epoch"]]
-    neighbour = adj.edge_index[0] != adj.edge_index[1]
     values = best["values"]
+    neighbour = adj.edge_index[0] != adj.edge_index[1]
+    given = neighbour & ~adj.new_mask
     return RunResult(v, t, best["epoch"], seconds,
-                     edge_sparsity=float((values[neighbour] == 0).float().mean()),
+                     edge_sparsity=float((values[given] == 0).float().mean()),
                      added_edges=int(((values > 0) & adj.new_mask).sum()),
                      extra=dict(self_share=float(adj.self_share(values).mean())))
+
+
+def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
+              seed: int) -> RunResult:
+    """The learned structure: every recipe of ``settings["recipes"]`` (names of
+    :data:`graphsparse.structure.RECIPES`, with ``settings["config"]`` on top,
+    and ``settings["epochs"]`` when not None) is trained with the same seed,
+    and the run of best validation metric is kept (ties: the first). Test
+    metrics choose nothing. ``seconds`` is the whole selection's time (all
+    recipes); ``extra`` names the chosen recipe and each recipe's validation
+    metric."""
+    from graphsparse.structure import recipe_config
+
+    x = data.x.to_dense() if data.x.layout != torch.strided else data.x
+    runs = {}
+    for name in settings["recipes"]:
+        over = dict(settings.get("config") or {})
+        if settings.get("epochs") is not None:
+            over["epochs"] = settings["epochs"]
+        runs[name] = _fit_gated_recipe(data, x, train, val, test, metric,
+                                       recipe_config(name, over), seed)
+    chosen = max(runs, key=lambda n: (runs[n].val, -list(runs).index(n)))
+    best = runs[chosen]
+    best.extra.update(recipe=chosen, seconds_chosen=best.seconds,
+                      recipe_val={n: r.val for n, r in runs.items()},
+                      recipe_test={n: r.test for n, r in runs.items()})
+    best.seconds = sum(r.seconds for r in runs.values())
+    return best

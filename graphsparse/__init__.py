@@ -23,8 +23,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SparseGate": "core", "sparse_gate": "core", "init_beta": "core", "pnorm_penalty": "core",
     "GatedAdjacency": "graph", "EdgeScorer": "graph", "GatedGCNConv": "graph",
-    "GatedGCN": "graph", "EdgeWeighted": "graph", "sinkhorn": "graph", "row_norm": "graph",
-    "sym_norm": "graph",
+    "GatedGCN": "graph", "GatedResGCN": "graph", "EdgeWeighted": "graph", "sinkhorn": "graph",
+    "row_norm": "graph", "sym_norm": "graph",
     "StructureLearner": "structure", "learn_structure": "structure",
     "ResNet": "cnn", "ResNeXt": "cnn", "DenseNet": "cnn", "LeNet5Caffe": "cnn", "compact": "cnn",
     "SGL0": "regularizers", "GroupLasso": "regularizers", "SparseGroupLasso": "regularizers",

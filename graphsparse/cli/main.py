@@ -64,6 +64,11 @@ def _learn_parser(sub, recipes: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--normalization", default=None,
                    choices=["sinkhorn", "balanced", "row", "sym"],
                    help="default: the recipe's own")
+    p.add_argument("--knn", type=int, default=None, metavar="K",
+                   help="add each node's K nearest neighbours by feature cosine as candidate "
+                   "edges, so the learned graph can add edges (default: the recipe's own, 0)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the same-run plain GCN and MLP the learned graph is compared to")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -129,7 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise ValueError(f"'--recipe' must be 'auto' or one of {sorted(RECIPES)} (got "
                                  f"{args.recipe!r})")
             config = {k: v for k, v in dict(epochs=args.epochs, lam=args.lam,
-                                            normalization=args.normalization).items()
+                                            normalization=args.normalization,
+                                            knn=args.knn).items()
                       if v is not None}
             chosen = tuple(RECIPES) if args.recipe == "auto" else (args.recipe,)
             learn_structure(args.edges, args.features, args.labels, out=args.out,
@@ -137,7 +143,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                             val_fraction=args.val_fraction, config=config, seed=args.seed,
                             recipes=chosen, progress=not args.quiet, plot=not args.no_plot,
                             header=_HEADER[args.header], overwrite=args.overwrite,
-                            resume=args.resume, deterministic=args.deterministic)
+                            resume=args.resume, deterministic=args.deterministic,
+                            baselines=not args.no_baselines)
         except ValueError as exc:     # GraphInputError included
             print(f"graphsparse learn: error: {exc}", file=sys.stderr)
             return 2

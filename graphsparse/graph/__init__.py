@@ -3,12 +3,12 @@ on rows and columns, Sinkhorn normalization) and a GCN that shares it."""
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
 from .knn import knn_candidates, merge_candidates
-from .model import GatedGCN
+from .model import GatedGCN, GatedResGCN
 from .norm import row_norm, sym_norm
 from .scorer import EdgeScorer
 from .sinkhorn import sinkhorn
 from .weighted import EdgeWeighted, check_weight_consumers
 
-__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "EdgeWeighted",
-           "check_weight_consumers", "knn_candidates", "merge_candidates", "sinkhorn", "row_norm",
-           "sym_norm"]
+__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "GatedResGCN",
+           "EdgeWeighted", "check_weight_consumers", "knn_candidates", "merge_candidates",
+           "sinkhorn", "row_norm", "sym_norm"]

@@ -26,7 +26,7 @@ from ..utils.checkpoint import rng_state, set_rng_state
 from ..utils.io import atomic_open, atomic_write_text, prepare_output_dir, provenance
 from ..utils.seed import deterministic_algorithms
 from .io import GraphInput, PathLike, read_graph_input
-from .train import RECIPES, recipe_config, select_structure
+from .train import RECIPES, fit_gcn, recipe_config, select_structure
 
 #: The files ``learn_structure`` writes (``summary.json`` last).
 OUTPUT_FILES = ("graph.png", "learned_edges.csv", "learned_graph.pt", "summary.json")
@@ -91,6 +91,11 @@ def check_learn_settings(val_fraction: float, config: Optional[Dict[str, Any]],
         e = config["epochs"]
         if isinstance(e, bool) or not isinstance(e, int) or e < 1:
             raise ValueError(f"'--epochs' (config['epochs']) must be an integer >= 1 (got {e!r})")
+    if "knn" in config:
+        k = config["knn"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"'--knn' (config['knn']) must be an integer >= 0 (got {k!r}); "
+                             f"0 adds no candidate edges")
     if "lam" in config:
         lam = config["lam"]
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or \
@@ -150,7 +155,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
                     seed: int = 0, recipes: Sequence[str] = tuple(RECIPES),
                     progress: bool = True, plot: bool = True, verbose: bool = True,
                     header: Optional[bool] = None, overwrite: bool = False,
-                    resume: bool = False, deterministic: bool = False) -> Dict[str, Any]:
+                    resume: bool = False, deterministic: bool = False,
+                    baselines: bool = True) -> Dict[str, Any]:
     """Learns a sparse structure for a graph given as files (see
     :func:`~graphsparse.structure.read_graph_input`; no input: the karate-club
     graph), trains the learned-structure GCN with every recipe of
@@ -171,6 +177,12 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     * ``graph.png``: the original and learned graphs (drawn for up to 300
       nodes; degree and weight histograms above that).
 
+    With ``baselines`` (the default) the same run also trains, on the same
+    split and seed, a plain GCN on the input graph and the same network
+    without a graph (an MLP: a GCN on self-loops only), and reports their
+    held-out accuracies next to the learned structure's (console and
+    ``summary["baselines"]``), so you see whether the learned graph helps.
+
     ``out`` must be a new or empty folder, unless ``overwrite`` (the old
     outputs are then removed first); it is checked before training. With a
     :func:`select_structure` that takes ``checkpoint_dir``, checkpoints go
@@ -189,6 +201,7 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
         deterministic (bool): deterministic algorithms only
             (:func:`~graphsparse.utils.seed.deterministic_algorithms`: for
             CUDA; CPU training is deterministic already).
+        baselines (bool): also train the same-run GCN and MLP baselines.
 
     Returns:
         The summary dictionary.
@@ -229,6 +242,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
             with torch.no_grad():
                 kept_index, kept_weight = adj.export(x_in)
                 pred = model(gi.x).argmax(-1)
+            compared = (_baselines(gi, true_y if true_y is not None else gi.y, train, val,
+                                   eval_mask, seed, result.val_acc) if baselines else None)
     except BaseException:
         ck = kwargs.get("checkpoint_dir")
         if ck is not None and ck.is_dir() and not any(ck.iterdir()):
@@ -237,13 +252,15 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     finally:
         set_rng_state(caller_rng)
     summary = _summarize(gi, adj, kept_index, kept_weight, result, cfg, train, val, true_y)
+    if compared is not None:
+        summary["baselines"] = compared
     summary["predictions"] = {gi.node_ids[i]: gi.classes[c] for i, c in enumerate(pred.tolist())}
     settings = dict(edges=None if edges is None else str(edges),
                     features=None if features is None else str(features),
                     labels=None if labels is None else str(labels), directed=directed,
                     label_attr=label_attr, header=header, val_fraction=val_fraction,
                     recipes=list(recipes), config=config, deterministic=deterministic,
-                    resumed=resume, selected_settings=cfg)
+                    resumed=resume, baselines=baselines, selected_settings=cfg)
     summary["seed"] = seed
     summary["provenance"] = provenance(seed, settings, [edges, features, labels])
     written = _write_outputs(out, gi, kept_index, kept_weight, summary, pred if plot else None,
@@ -252,9 +269,52 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
         shutil.rmtree(kwargs["checkpoint_dir"], ignore_errors=True)
     say(f"[result] recipe {result.recipe!r}, validation accuracy {summary['val_acc']:.3f}; kept "
         f"{summary['edges']['original_kept']} of {summary['edges']['original']} edge entries "
-        f"({summary['edges']['original_removed']} removed)")
+        f"({summary['edges']['original_removed']} removed)"
+        + (f", added {summary['edges']['new_kept']} of {summary['edges']['new_candidates']} "
+           f"new candidate entries" if summary["edges"]["new_candidates"] else ""))
+    if compared is not None:
+        say(f"[compare] validation accuracy: learned {summary['val_acc']:.3f}, plain GCN "
+            f"{compared['gcn']['val_acc']:.3f}, MLP without the graph "
+            f"{compared['mlp']['val_acc']:.3f}: {compared['verdict']}")
+        if "unlabelled_acc" in summary:
+            say(f"[compare] accuracy on the unlabelled nodes: learned "
+                f"{summary['unlabelled_acc']:.3f}, plain GCN "
+                f"{compared['gcn']['unlabelled_acc']:.3f}, MLP "
+                f"{compared['mlp']['unlabelled_acc']:.3f}")
     say(f"[result] wrote {', '.join(sorted(p.name for p in written))} to {out}")
     return summary
+
+
+def _baselines(gi: GraphInput, y: Tensor, train: Tensor, val: Tensor,
+               eval_mask: Optional[Tensor], seed: int,
+               learned_val: Optional[float]) -> Dict[str, Any]:
+    """The same-run baselines of :func:`learn_structure`: Kipf & Welling's GCN
+    (:func:`~graphsparse.structure.fit_gcn`) on the input graph and on no
+    graph (self-loops only: each layer is then a linear map, the network an
+    MLP with the same width, dropout and optimizer), with the same split and
+    seed, model selection on the same held-out nodes, and a verdict."""
+    empty = gi.edge_index.new_empty(2, 0)
+    runs = {"gcn": fit_gcn(gi.x, gi.edge_index, y, train, val, eval_mask, seed=seed),
+            "mlp": fit_gcn(gi.x, empty, y, train, val, eval_mask, seed=seed)}
+    out: Dict[str, Any] = {name: dict(val_acc=r.val_acc, selected_epoch=r.epoch)
+                           for name, r in runs.items()}
+    if eval_mask is not None:
+        for name, r in runs.items():
+            out[name]["unlabelled_acc"] = r.test_acc
+    gcn, mlp = runs["gcn"].val_acc, runs["mlp"].val_acc
+    learned = learned_val if learned_val is not None else float("nan")
+    if gcn is None or mlp is None or learned != learned:
+        out["verdict"] = "no held-out labels to compare on"
+    elif learned > max(gcn, mlp):
+        out["verdict"] = "the learned graph helps"
+    elif learned == max(gcn, mlp):
+        out["verdict"] = "the learned graph ties the best baseline"
+    else:
+        best = "the plain GCN" if gcn >= mlp else "the MLP (no graph)"
+        out["verdict"] = f"the learned graph does not help here: {best} is better on validation"
+    out["note"] = ("validation accuracy on the held-out labelled nodes, same split and seed; "
+                   "'mlp' is the GCN on self-loops only")
+    return out
 
 
 def _summarize(gi: GraphInput, adj, kept_index: Tensor, kept_weight: Tensor, result, cfg,
@@ -262,6 +322,7 @@ def _summarize(gi: GraphInput, adj, kept_index: Tensor, kept_weight: Tensor, res
     cand = adj.edge_index
     values = result.edge_values
     loops = cand[0] == cand[1]
+    new = adj.new_mask
     alive = values > 0
     deg = torch.bincount(kept_index[1][kept_index[0] != kept_index[1]], minlength=gi.num_nodes)
     summary: Dict[str, Any] = dict(
@@ -271,9 +332,11 @@ def _summarize(gi: GraphInput, adj, kept_index: Tensor, kept_weight: Tensor, res
         edge_sparsity=result.edge_sparsity,    # of the gated edges: self-loops are always on
         edges=dict(
             candidates=int(cand.size(1)),
-            original=int((~loops).sum()),
-            original_kept=int((alive & ~loops).sum()),
-            original_removed=int((~alive & ~loops).sum()),
+            original=int((~loops & ~new).sum()),
+            original_kept=int((alive & ~loops & ~new).sum()),
+            original_removed=int((~alive & ~loops & ~new).sum()),
+            new_candidates=int(new.sum()),   # k-nearest-neighbour candidates not in the input
+            new_kept=int((alive & new).sum()),
             self_loops_kept=int((alive & loops).sum()),
             counting="directed entries A[i, j]: an undirected edge counts twice",
         ),

@@ -151,3 +151,26 @@ def test_sparse_features_same_model():
     assert set(kept.unique().tolist()) <= {0.0, 2.0}
     assert 0.3 < float((kept == 2.0).float().mean()) < 0.7
     assert base.feature_dropout(xs, 0.5, False) is xs
+
+
+def test_gated_keeps_the_recipe_of_best_validation():
+    from torch_geometric.data import Data
+    torch.manual_seed(0)
+    n = 50
+    y = torch.arange(n) % 2
+    data = Data(x=torch.randn(n, 4) + y[:, None].float(), y=y,
+                edge_index=torch.randint(0, n, (2, 200)), num_nodes=n)
+    train, val = (torch.zeros(n, dtype=torch.bool) for _ in range(2))
+    train[:20], val[20:35] = True, True
+    test = ~(train | val)
+    bench = _load("structure")
+    settings = dict(bench.METHODS["gated"].settings, epochs=6,
+                    config=dict(gate_start=2, warmup=2))
+    res = base.fit_gated(data, train, val, test, "accuracy", settings, seed=0)
+    vals = res.extra["recipe_val"]
+    from graphsparse.structure import RECIPES
+    assert list(vals) == list(RECIPES) == settings["recipes"]
+    assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
+    assert res.val == vals[res.extra["recipe"]]
+    assert res.test == res.extra["recipe_test"][res.extra["recipe"]]
+    assert res.seconds >= res.extra["seconds_chosen"] > 0

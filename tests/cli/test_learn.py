@@ -94,6 +94,45 @@ def test_api_on_karate_club(tmp_path):
     chosen = summary["recipe"]
     assert chosen in RECIPES
     assert summary["settings"] == {**STRUCTURE_DEFAULTS, **RECIPES[chosen], **PRUNES}
+    # the same-run baselines, on the same held-out nodes, and a verdict that matches them
+    b = summary["baselines"]
+    gcn, mlp = b["gcn"]["val_acc"], b["mlp"]["val_acc"]
+    assert 0.0 <= gcn <= 1.0 and 0.0 <= mlp <= 1.0
+    helps = summary["val_acc"] > max(gcn, mlp)
+    assert ("helps" in b["verdict"]) == helps
+    assert b["gcn"]["unlabelled_acc"] > b["mlp"]["unlabelled_acc"]   # identity features: the
+                                                                      # MLP cannot generalize
+
+
+def test_baselines_mlp_ignores_the_graph_and_the_verdict_names_the_winner():
+    from types import SimpleNamespace
+    torch.manual_seed(0)
+    n = 60
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 5) + y[:, None].float()
+    ei = torch.randint(0, n, (2, 300))
+    train = torch.zeros(n, dtype=torch.bool)
+    train[:20] = True
+    val = ~train
+    one = learn_mod._baselines(SimpleNamespace(x=x, edge_index=ei), y, train, val, None, 0, 2.0)
+    other = learn_mod._baselines(SimpleNamespace(x=x, edge_index=ei.flip(0)[:, :50]), y, train,
+                                 val, None, 0, -1.0)
+    assert one["mlp"] == other["mlp"] and one["gcn"] != other["gcn"]
+    assert one["verdict"] == "the learned graph helps"
+    best = "plain GCN" if other["gcn"]["val_acc"] >= other["mlp"]["val_acc"] else "MLP"
+    assert "does not help" in other["verdict"] and best in other["verdict"]
+
+
+def test_cli_knn_candidates_and_no_baselines(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["learn", "--out", str(out), "--recipe", "preserve", "--knn", "2",
+                 "--no-baselines", "--no-plot", *FAST]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "baselines" not in summary and summary["settings"]["knn"] == 2
+    e = summary["edges"]
+    assert e["original"] == 156 and 0 < e["new_candidates"]   # 78 undirected input edges
+    assert 0 <= e["new_kept"] <= e["new_candidates"]
+    assert "[compare]" not in capsys.readouterr().out
 
 
 def test_cli_single_recipe_and_overrides(tmp_path):
@@ -125,6 +164,7 @@ def test_console_script_entry_point(capsys):
     (["--val-fraction", "0"], "'--val-fraction'"),
     (["--val-fraction", "1"], "'--val-fraction'"),
     (["--recipe", "nope"], "'--recipe'"),
+    (["--knn", "-1"], "'--knn'"),
 ])
 def test_cli_bad_settings_exit_2_before_training(tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.setattr(learn_mod, "select_structure", _fail_if_trained)

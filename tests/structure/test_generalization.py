@@ -1,12 +1,14 @@
 """Structure learning beyond pruning: candidate edges that are not in the
 input graph, the fall-back of a node on its own features, and a graph whose
 edges all join different classes."""
+import pytest
 import torch
 import torch.nn.functional as F
 
-from graphsparse.graph import GatedAdjacency, GatedGCN
+from graphsparse.graph import GatedAdjacency, GatedGCN, GatedResGCN
 from graphsparse.graph.knn import knn_candidates
-from graphsparse.structure import fit_structure
+from graphsparse.structure import fit_structure, recipe_config
+from graphsparse.structure.train import build_structure_model
 
 
 def test_knn_candidates_join_the_competition_and_are_marked_new():
@@ -84,3 +86,77 @@ def test_edges_that_all_join_different_classes_are_mostly_pruned():
         if v >= best[0]:
             best = (v, t)
     assert res.test_acc >= best[1] - 0.05
+
+
+def _res_reference(model, x, a_dense):
+    """GatedResGCN's forward written out with a dense adjacency (eval mode)."""
+    h = F.gelu(model.inp(x))
+    for conv, norm, lin2 in zip(model.convs, model.norms, model.lin2):
+        z = F.gelu(a_dense @ conv.lin(norm(h)) + conv.bias)
+        h = h + lin2(z)
+    return model.out(model.out_norm(h))
+
+
+def test_residual_gcn_equals_a_dense_reference():
+    torch.manual_seed(1)
+    n, f = 15, 4
+    ei = torch.randint(0, n, (2, 50))
+    adj = GatedAdjacency(ei, n, groups="row", normalization="row", init_noise=0.3)
+    model = GatedResGCN(f, 8, 3, adjacency=adj).eval().double()
+    x = torch.randn(n, f, dtype=torch.float64)
+    edge_index, w = adj()
+    dense = torch.zeros(n, n, dtype=torch.float64).index_put_(
+        (edge_index[1], edge_index[0]), w, accumulate=True)
+    torch.testing.assert_close(model(x), _res_reference(model, x, dense))
+    # the gate gets a gradient through the residual blocks
+    model(x).square().sum().backward()
+    assert adj.alpha.grad.abs().sum() > 0
+
+
+def test_residual_gcn_without_neighbours_is_its_mlp():
+    torch.manual_seed(0)
+    n, f = 20, 5
+    ei = torch.randint(0, n, (2, 80))
+    adj = GatedAdjacency(ei, n, groups="row", normalization="row", gate_self_loops=False,
+                         unit_init=True)
+    model = GatedResGCN(f, 8, 3, adjacency=adj).eval()
+    with torch.no_grad():
+        adj.beta_row.fill_(20.0)                       # every neighbour loses its row
+    x = torch.randn(n, f, requires_grad=True)
+    out = model(x)
+    # the same network with the identity as its aggregation: an MLP with residual blocks
+    mlp = _res_reference(model, x, torch.eye(n))
+    torch.testing.assert_close(out, mlp)
+    assert (adj.self_share() == 1).all()
+    out.square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(x.grad).all()
+    # reset_parameters leaves the given adjacency alone and redraws the layers
+    before = [p.clone() for p in model.weight_parameters()]
+    beta = adj.beta_row.clone()
+    model.reset_parameters()
+    assert torch.equal(adj.beta_row, beta)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.weight_parameters()))
+    assert not set(map(id, adj.parameters())) & set(map(id, model.weight_parameters()))
+
+
+def test_residual_recipe_builds_the_residual_model_and_knn_adds_candidates():
+    torch.manual_seed(0)
+    n = 40
+    x = torch.randn(n, 6)
+    ei = torch.randint(0, n, (2, 100))
+    ei = ei[:, ei[0] != ei[1]]
+    cfg = recipe_config("preserve+residual", dict(knn=3))
+    model = build_structure_model(6, 2, ei, n, cfg, x)
+    assert isinstance(model, GatedResGCN) and model.hidden_channels == cfg["hidden"]
+    adj = model.adjacency
+    keys = set(map(tuple, adj.edge_index.t().tolist()))
+    assert set(map(tuple, knn_candidates(x, 3).t().tolist())) <= keys
+    assert int(adj.new_mask.sum()) > 0
+    assert isinstance(build_structure_model(6, 2, ei, n, recipe_config("preserve"), x), GatedGCN)
+    with pytest.raises(ValueError, match="'knn'"):
+        build_structure_model(6, 2, ei, n, cfg)            # knn without the features
+    with pytest.raises(ValueError, match="'knn'"):
+        build_structure_model(6, 2, ei, n, dict(cfg, knn=-1), x)
+    with pytest.raises(ValueError, match="'architecture'"):
+        build_structure_model(6, 2, ei, n, dict(cfg, architecture="gat"), x)
