@@ -141,11 +141,18 @@ def test_example_runs_and_stops_without_data(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.json"
     res = ex.main(["--dataset", "ogbn-arxiv", "--root", str(tmp_path), "--runs", "2",
                    "--epochs", "3", "--device", "cpu", "--out", str(out)])
-    rec = res["records"][0]
+    rec, gated = res["records"]
     assert rec["method"] == "gcn" and len(rec["runs"]) == 2
     assert rec["settings"]["hidden"] == 256 and rec["settings"]["batch_norm"] is True
-    for r in rec["runs"]:
+    for r in rec["runs"] + gated["runs"]:
         assert 0.0 <= r["test"] <= 1.0 and 0 <= r["epoch"] < 3
+    assert gated["method"] == "gated" and gated["settings"]["learner"]["reduction"] == "mean"
+    assert all(0.0 <= r["edge_sparsity"] <= 1.0 for r in gated["runs"])
+    # long enough for the gate to start (at a third of the epochs) and prune
+    res = ex.main(["--dataset", "ogbn-arxiv", "--root", str(tmp_path), "--runs", "1",
+                   "--methods", "gated", "--epochs", "150", "--device", "cpu",
+                   "--out", str(out)])
+    assert res["records"][0]["runs"][0]["edge_sparsity"] > 0
     assert out.is_file()
     # without data: exit status 2 and the folder where the files go
     from ogb.nodeproppred import PygNodePropPredDataset
