@@ -166,6 +166,15 @@ class GatedAdjacency(nn.Module):
             (:func:`~graphsparse.graph.knn.knn_candidates`): gated like the
             input edges, so the learned graph can add edges as well as remove
             them. Their :attr:`input_id` is ``-1``; :attr:`new_mask` marks them.
+        identity_mix (float, optional): the initial :math:`t \in (0, 1)` of a
+            learned identity mixing :math:`(1 - t) I + t S` of the normalized
+            adjacency :math:`S` (:math:`t = \sigma(\tau)`, one scalar
+            :math:`\tau` in the logit parameters). Row and column sums are
+            kept, so a doubly stochastic :math:`S` stays doubly stochastic;
+            the mass :math:`1 - t` on every node's self-loop gives the leaves
+            of a hub, whose only neighbour Sinkhorn's column sums starve,
+            their own features back. Needs ``add_self_loops``. (default:
+            ``None``, no mixing)
         init_noise (float): standard deviation of Gaussian noise added to the
             initial free logits by :meth:`reset_parameters` (from the global
             torch RNG). A row of equal gates is a saddle point of the p-norm
@@ -207,7 +216,8 @@ class GatedAdjacency(nn.Module):
                  add_self_loops: bool = True, symmetric: bool = False,
                  scorer: Optional[nn.Module] = None, activation: str = "sigmoid",
                  gate_self_loops: bool = True, unit_init: bool = False,
-                 init_noise: float = 0.0, candidates: Optional[Tensor] = None) -> None:
+                 init_noise: float = 0.0, candidates: Optional[Tensor] = None,
+                 identity_mix: Optional[float] = None) -> None:
         super().__init__()
         name = self.__class__.__name__
         check_choice(groups, GROUPS, "groups", name)
@@ -225,6 +235,14 @@ class GatedAdjacency(nn.Module):
                 or not init_noise >= 0 or init_noise == float("inf")):
             raise ValueError(f"'{name}' expects 'init_noise' to be a finite number >= 0 "
                              f"(got {init_noise!r})")
+        if identity_mix is not None and (
+                isinstance(identity_mix, bool) or not isinstance(identity_mix, (int, float))
+                or not 0.0 < identity_mix < 1.0):
+            raise ValueError(f"'{name}' expects 'identity_mix' in (0, 1) or None "
+                             f"(got {identity_mix!r})")
+        if identity_mix is not None and not add_self_loops:
+            raise ValueError(f"'{name}' with 'identity_mix' needs add_self_loops=True: the "
+                             f"identity's mass sits on the self-loop candidates")
         edge_index, edge_weight, num_nodes = as_edge_list(edge_index, edge_weight, num_nodes, name)
         self.groups = groups
         self.normalization = normalization
@@ -275,6 +293,9 @@ class GatedAdjacency(nn.Module):
         self.beta_row = nn.Parameter(torch.empty(beta_shape)) if use_row else None
         self.beta_col = (nn.Parameter(torch.empty(beta_shape))
                          if use_col and not self.symmetric else None)
+        self.identity_mix = None if identity_mix is None else float(identity_mix)
+        self.mix_logit = (None if identity_mix is None
+                          else nn.Parameter(torch.empty(())))
         self.reset_parameters()
 
     @classmethod
@@ -302,6 +323,9 @@ class GatedAdjacency(nn.Module):
             for beta, beta0 in ((self.beta_row, self.beta0_row), (self.beta_col, self.beta0_col)):
                 if beta is not None:
                     beta.copy_(beta0 if self.scorer is None else beta0.new_zeros(()))
+            if self.mix_logit is not None:
+                t = torch.tensor(self.identity_mix)
+                self.mix_logit.copy_(torch.log(t) - torch.log1p(-t))
         reset = getattr(self.scorer, "reset_parameters", None)   # None without a scorer
         if callable(reset):
             reset()
@@ -450,8 +474,12 @@ class GatedAdjacency(nn.Module):
                 top = top * cand.weight[loops].to(top.dtype)
             full = weight.new_zeros(cand.edge_index.size(1))
             weight = full.index_copy(0, gated, weight).index_copy(0, loops, top)
-        return _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
-                               self.num_iters)
+        weight = _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
+                                  self.num_iters)
+        if self.mix_logit is not None:   # (1 - t) I + t S: row and column sums kept
+            t = torch.sigmoid(self.mix_logit).to(weight.dtype)
+            weight = t * weight + (1 - t) * (cand.row == cand.col).to(weight.dtype)
+        return weight
 
     def _split_loops(self, cand: _Candidates) -> Tuple[Tensor, Tensor]:
         """Indices of the gated candidates and of the self-loops."""

@@ -39,6 +39,7 @@ ADJACENCY_DEFAULTS: Dict[str, Any] = dict(
     init_noise=0.1,        # std of Gaussian noise on the initial logits: breaks ties of equal rows
     scorer=None,           # None: free per-edge logits; "dot" / "mlp": an EdgeScorer
     scorer_hidden=64,
+    identity_mix=None,     # t0: learned (1 - t) I + t S after normalization; None: off
     knn=0,                 # k: + each node's k nearest neighbours by feature cosine as
                            # candidate edges (knn_candidates), so edges can be added; 0: none
 )
@@ -131,7 +132,8 @@ def build_adjacency(edge_index: Tensor, num_nodes: int, num_features: int,
                           normalization=config["normalization"], num_iters=config["num_iters"],
                           symmetric=config["symmetric"], scorer=scorer,
                           gate_self_loops=config["gate_self_loops"],
-                          unit_init=config["unit_init"], init_noise=config["init_noise"])
+                          unit_init=config["unit_init"], init_noise=config["init_noise"],
+                          identity_mix=config.get("identity_mix"))
 
 
 def build_structure_model(num_features: int, num_classes: int, edge_index: Tensor,

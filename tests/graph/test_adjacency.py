@@ -306,3 +306,42 @@ def test_sparsity_counts_only_gated_candidates(graph):
     assert adj.edge_sparsity() == pytest.approx(expected)
     full = GatedAdjacency(graph(n, 0.3), n)               # the paper: loops compete too
     assert full.gated_mask.all()
+
+
+@pytest.mark.parametrize("norm", ["sinkhorn", "balanced", "row"])
+def test_identity_mix_is_a_convex_mix_that_keeps_the_sums(norm):
+    torch.manual_seed(0)
+    n = 25
+    ei = torch.randint(0, n, (2, 120))
+    kw = dict(groups="both", normalization=norm, num_iters=200, gate_self_loops=False)
+    plain = _randomize(GatedAdjacency(ei, n, **kw).double())
+    mixed = GatedAdjacency(ei, n, identity_mix=0.3, **kw).double()
+    mixed.load_state_dict({**plain.state_dict(), "mix_logit": mixed.mix_logit.detach()})
+    t = torch.sigmoid(mixed.mix_logit)
+    assert float(t.detach()) == pytest.approx(0.3)
+    s, m = plain.edge_values(), mixed.edge_values()
+    loop = plain.edge_index[0] == plain.edge_index[1]
+    torch.testing.assert_close(m, t * s + (1 - t) * loop.double())
+    # exact zeros stay zero; every sum moves to t * (its sum in S) + (1 - t): a
+    # stochastic S stays stochastic
+    assert torch.equal(m[~loop] == 0, s[~loop] == 0) and (s[~loop] == 0).any()
+    assert int(loop.sum()) == n                     # one self-loop per node
+    for idx in plain.edge_index:
+        sum_m = torch.zeros(n, dtype=m.dtype).index_add(0, idx, m)
+        sum_s = torch.zeros(n, dtype=s.dtype).index_add(0, idx, s)
+        torch.testing.assert_close(sum_m, t * sum_s + (1 - t))
+    if norm == "row":
+        torch.testing.assert_close(torch.zeros(n, dtype=m.dtype).index_add(
+            0, plain.edge_index[1], m), torch.ones(n, dtype=m.dtype))
+    m[~loop].sum().backward()
+    assert mixed.mix_logit.grad is not None and mixed.mix_logit.grad != 0
+    assert any(p is mixed.mix_logit for p in mixed.logit_parameters())
+
+
+def test_identity_mix_arguments():
+    ei = torch.tensor([[0, 1], [1, 0]])
+    for bad in (0.0, 1.0, -0.2, True, "0.5"):
+        with pytest.raises(ValueError, match="'identity_mix'"):
+            GatedAdjacency(ei, 2, identity_mix=bad)
+    with pytest.raises(ValueError, match="add_self_loops"):
+        GatedAdjacency(ei, 2, identity_mix=0.5, add_self_loops=False)
