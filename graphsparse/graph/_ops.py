@@ -107,7 +107,10 @@ def _pattern(src: Tensor, dst: Tensor, num_nodes: int) -> _Pattern:
         perm = perm.int()               # only gathers the weights: 4 bytes per edge
     # One check (a host sync) per new edge list: coalesced edges need no sort.
     if src.numel() <= 1 or bool((src[1:] >= src[:-1]).all()):
-        return _Pattern(crow, col, perm, _row_pointers(src, num_nodes), dst.contiguous(), None)
+        # a copy, not a view: a view of edge_index would keep it alive, so the
+        # weak reference of the cache (_PATTERNS) would never fire: a leak of one
+        # pattern per new edge list (every training step)
+        return _Pattern(crow, col, perm, _row_pointers(src, num_nodes), dst.clone(), None)
     perm_t = torch.sort(src, stable=True).indices
     return _Pattern(crow, col, perm, _row_pointers(src, num_nodes),
                     dst.index_select(0, perm_t), perm_t)

@@ -206,3 +206,23 @@ def test_two_factor_scaling_equals_two_chained_ones():
     assert (args[0].grad[a == 0] == 0).all()                 # zeros get no gradient of their own
     with pytest.raises(ValueError, match="index2"):
         scale_edges(a, s, i, t)
+
+
+def test_pattern_cache_drops_the_patterns_of_dead_edge_lists():
+    # a regression: a cached pattern that held a view of its edge_index kept it
+    # alive, and every training step (a new edge list) leaked one pattern
+    import gc
+
+    from graphsparse.graph import _ops
+    torch.manual_seed(0)
+    n, h = 30, torch.randn(30, 4)
+    before = len(_ops._PATTERNS)
+    for sort in (True, False):                      # coalesced (sorted by source) or not
+        for _ in range(5):
+            ei = torch.randint(0, n, (2, 100))
+            if sort:
+                ei = ei[:, torch.argsort(ei[0] * n + ei[1])]
+            _ops.weighted_aggregate(h, ei, torch.rand(100))
+            del ei
+    gc.collect()
+    assert len(_ops._PATTERNS) == before
