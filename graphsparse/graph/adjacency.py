@@ -478,7 +478,8 @@ class GatedAdjacency(nn.Module):
                                   self.num_iters)
         if self.mix_logit is not None:   # (1 - t) I + t S: row and column sums kept
             t = torch.sigmoid(self.mix_logit).to(weight.dtype)
-            weight = t * weight + (1 - t) * (cand.row == cand.col).to(weight.dtype)
+            loops = self._split_loops(cand)[1]          # precomputed for the stored edges
+            weight = (t * weight).index_add(0, loops, (1 - t).expand(loops.numel()))
         return weight
 
     def _split_loops(self, cand: _Candidates) -> Tuple[Tensor, Tensor]:

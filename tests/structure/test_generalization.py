@@ -32,16 +32,22 @@ def test_knn_candidates_join_the_competition_and_are_marked_new():
     assert adj.alpha.grad[adj.new_mask].abs().sum() > 0
 
 
-def test_a_node_without_neighbours_is_its_mlp():
+def _every_neighbour_pruned(model_cls):
+    """A model on a row-gated adjacency whose thresholds prune every neighbour
+    (self-loops always on), in eval mode, and features that take gradients."""
     torch.manual_seed(0)
     n, f = 20, 5
     ei = torch.randint(0, n, (2, 80))
     adj = GatedAdjacency(ei, n, groups="row", normalization="row", gate_self_loops=False,
                          unit_init=True)
-    model = GatedGCN(f, 8, 3, adjacency=adj).eval()
+    model = model_cls(f, 8, 3, adjacency=adj).eval()
     with torch.no_grad():
         adj.beta_row.fill_(20.0)                       # every neighbour loses its row
-    x = torch.randn(n, f, requires_grad=True)
+    return model, adj, torch.randn(n, f, requires_grad=True)
+
+
+def test_a_node_without_neighbours_is_its_mlp():
+    model, adj, x = _every_neighbour_pruned(GatedGCN)
     out = model(x)
     c1, c2 = model.convs
     mlp = c2.lin(torch.relu(c1.lin(x) + c1.bias)) + c2.bias
@@ -114,18 +120,10 @@ def test_residual_gcn_equals_a_dense_reference():
 
 
 def test_residual_gcn_without_neighbours_is_its_mlp():
-    torch.manual_seed(0)
-    n, f = 20, 5
-    ei = torch.randint(0, n, (2, 80))
-    adj = GatedAdjacency(ei, n, groups="row", normalization="row", gate_self_loops=False,
-                         unit_init=True)
-    model = GatedResGCN(f, 8, 3, adjacency=adj).eval()
-    with torch.no_grad():
-        adj.beta_row.fill_(20.0)                       # every neighbour loses its row
-    x = torch.randn(n, f, requires_grad=True)
+    model, adj, x = _every_neighbour_pruned(GatedResGCN)
     out = model(x)
     # the same network with the identity as its aggregation: an MLP with residual blocks
-    mlp = _res_reference(model, x, torch.eye(n))
+    mlp = _res_reference(model, x, torch.eye(x.size(0)))
     torch.testing.assert_close(out, mlp)
     assert (adj.self_share() == 1).all()
     out.square().sum().backward()
