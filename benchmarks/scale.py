@@ -47,6 +47,7 @@ from pathlib import Path
 # name: (nodes, directed edges, features, classes)
 SIZES = {
     "tiny": (20_000, 200_000, 64, 16),
+    "dense": (20_000, 2_000_000, 128, 40),           # 100 edges per node: per-edge costs
     "arxiv": (169_343, 2_315_598, 128, 40),
     "mid": (250_000, 12_500_000, 100, 47),            # products' 50 edges per node
     "products": (2_449_029, 123_718_280, 100, 47),

@@ -102,18 +102,20 @@ def _pattern(src: Tensor, dst: Tensor, num_nodes: int) -> _Pattern:
     src, dst = src.long(), dst.long()
     perm = torch.sort(dst, stable=True).indices
     crow = _row_pointers(dst, num_nodes)
-    col = src.index_select(0, perm)     # int64: the CPU product is faster than with int32
-    if perm.numel() < 2**31:
-        perm = perm.int()               # only gathers the weights: 4 bytes per edge
+    col = src.index_select(0, perm)
+    crow_t = _row_pointers(src, num_nodes)
+    if max(src.numel(), num_nodes) < 2**31:
+        # int32 indices: 4 bytes per edge each instead of 8, and a CPU (MKL)
+        # product as fast or faster (benchmarks/scale.py)
+        crow, col, perm, crow_t = crow.int(), col.int(), perm.int(), crow_t.int()
     # One check (a host sync) per new edge list: coalesced edges need no sort.
     if src.numel() <= 1 or bool((src[1:] >= src[:-1]).all()):
         # a copy, not a view: a view of edge_index would keep it alive, so the
         # weak reference of the cache (_PATTERNS) would never fire: a leak of one
         # pattern per new edge list (every training step)
-        return _Pattern(crow, col, perm, _row_pointers(src, num_nodes), dst.clone(), None)
+        return _Pattern(crow, col, perm, crow_t, dst.to(col.dtype, copy=True), None)
     perm_t = torch.sort(src, stable=True).indices
-    return _Pattern(crow, col, perm, _row_pointers(src, num_nodes),
-                    dst.index_select(0, perm_t), perm_t)
+    return _Pattern(crow, col, perm, crow_t, dst.index_select(0, perm_t).to(col.dtype), perm_t)
 
 
 # Patterns of live edge lists, one per tensor and dropped with it: the layers
@@ -194,6 +196,36 @@ class _SparseAggregate(torch.autograd.Function):
         return grad_h, grad_w, None, None
 
 
+class _LinearAggregate(torch.autograd.Function):
+    # out = A (x W^T): keeps x (which a Linear keeps anyway) instead of the
+    # [N, C_out] product x W^T, and recomputes that product for the SDDMM.
+    @staticmethod
+    def forward(ctx, x: Tensor, lin_weight: Tensor, weight: Tensor, pattern: _Pattern,
+                chunked: bool) -> Tensor:
+        h = x.matmul(lin_weight.t())
+        values = weight.index_select(0, pattern.perm)
+        out = _spmm(_csr(pattern.crow, pattern.col, values, x.size(0)), h)
+        ctx.transposed, ctx.chunked = (pattern.crow_t, pattern.col_t, pattern.perm_t), chunked
+        ctx.save_for_backward(x, lin_weight, weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, lin_weight, weight = ctx.saved_tensors
+        crow_t, col_t, perm_t = ctx.transposed
+        grad = grad.contiguous()
+        w_t = weight if perm_t is None else weight.index_select(0, perm_t)
+        grad_w = None
+        if ctx.needs_input_grad[2]:
+            grad_w = _sddmm(grad, x.matmul(lin_weight.t()), crow_t, col_t, perm_t, w_t,
+                            ctx.chunked)
+        grad_h = _spmm(_csr(crow_t, col_t, w_t, grad.size(0)), grad)    # A^T G
+        grad_x = grad_h.matmul(lin_weight) if ctx.needs_input_grad[0] else None
+        grad_lin = grad_h.t().matmul(x) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_lin, grad_w, None, None
+
+
 class _EdgeListAggregate(torch.autograd.Function):
     # The edge-list form: gathers [E, C] messages (forward, and again backward).
     @staticmethod
@@ -264,3 +296,31 @@ def weighted_aggregate(h: Tensor, edge_index: Tensor, edge_weight: Tensor,
         return _EdgeListAggregate.apply(h, edge_weight, edge_index[0], edge_index[1], h.size(0))
     pattern = _cached_pattern(edge_index, h.size(0))
     return _SparseAggregate.apply(h.contiguous(), edge_weight, pattern, _path == "chunked")
+
+
+@torch.compiler.disable
+def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_weight: Tensor,
+                     _path: str = "auto") -> Tensor:
+    r""":math:`A (X W^\top)`: a bias-free linear layer followed by
+    :func:`weighted_aggregate`, with the same sparse products, that keeps the
+    layer's input :math:`X` for the backward pass (as the linear layer alone
+    would) instead of also its ``[N, C_out]`` output: the SDDMM of the edge
+    weights' gradient recomputes :math:`X W^\top` (one matrix product per
+    backward pass). When the edge weights need no gradient (a fixed graph)
+    nothing is recomputed.
+
+    Args:
+        x (Tensor): ``[N, C_in]`` node features.
+        lin_weight (Tensor): ``[C_out, C_in]``, as ``nn.Linear.weight``.
+        edge_index (LongTensor or IntTensor): ``[2, E]``.
+        edge_weight (Tensor): ``[E]``.
+
+    Shapes:
+        - **output:** ``[N, C_out]``
+    """
+    if (_path == "edge_list" or not sparse_product_supported(x, edge_weight)
+            or lin_weight.dtype != x.dtype or not edge_weight.requires_grad):
+        return weighted_aggregate(x.matmul(lin_weight.t()), edge_index, edge_weight, _path)
+    pattern = _cached_pattern(edge_index, x.size(0))
+    return _LinearAggregate.apply(x.contiguous(), lin_weight, edge_weight, pattern,
+                                  _path == "chunked")

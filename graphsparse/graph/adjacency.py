@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..core import pnorm_penalty, sparse_gate
 from ..core.gate import ACTIVATIONS
 from ..utils.validation import check_choice, check_finite, check_positive_int
+from ._gate import gate_product
 from ._inputs import Candidates as _Candidates
 from ._inputs import as_edge_list, build_candidates, first_of_each
 from ._validate import assert_finite, check_features
@@ -24,6 +25,11 @@ GROUPS = ("row", "col", "both")
 LOGIT_FLOOR = -15.0
 NORMALIZATIONS = ("sinkhorn", "balanced", "row", "sym", "none")
 REDUCTIONS = ("sum", "mean")
+ZEROS = ("drop", "keep", "auto")
+# forward(zeros="auto") drops exact zeros once they are this share of the
+# candidates: below it, a product over the few extra entries is cheaper than
+# a new CSR pattern (a sort of the surviving edges) per step.
+ZERO_SHARE_TO_DROP = 0.25
 
 
 def _normalize_edges(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
@@ -410,13 +416,17 @@ class GatedAdjacency(nn.Module):
         check_finite(prior, "prior")
         self.logit_prior.copy_(prior)
 
-    def _logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
+    def _logits(self, x: Optional[Tensor],
+                cand: _Candidates) -> Tuple[Tensor, Optional[Tensor]]:
+        """The logits and the logit prior on them (``None``: none applies);
+        kept apart so that the fused gate saves the parameter and the buffer
+        themselves instead of their sum."""
         logits = self._raw_logits(x, cand)
         if cand.edge_index is self.edge_index:
-            return logits + self.logit_prior
+            return logits, self.logit_prior
         if cand.cand_id is not None:       # a batch of the stored candidates
-            return logits + self.logit_prior.index_select(0, cand.cand_id)
-        return logits
+            return logits, self.logit_prior.index_select(0, cand.cand_id)
+        return logits, None
 
     def _raw_logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:
         if self.scorer is None:
@@ -449,17 +459,15 @@ class GatedAdjacency(nn.Module):
             check_features(x, cand.num_nodes, self.__class__.__name__)
             if self.scorer is not None:
                 assert_finite(x, "x")
-        alpha = self._logits(x, cand)
-        # NaN would read as "pruned" (relu(NaN) comparisons are False): refuse it.
-        assert_finite(alpha, "gate logits (alpha + logit prior, or the scorer's output)")
-        alpha = LOGIT_FLOOR + F.softplus(alpha - LOGIT_FLOOR)
-        n, act = cand.num_nodes, self.activation
+        alpha, prior = self._logits(x, cand)
+        n = cand.num_nodes
         row, col = cand.row, cand.col
         gated = loops = None
         if not self.gate_self_loops:   # precomputed index sets: static shapes, no masking
             gated, loops = self._split_loops(cand)
             alpha, row, col = alpha[gated], row[gated], col[gated]
-        weight = self._gate(alpha, row, col, cand, n, act, init=False)
+            prior = None if prior is None else prior[gated]
+        weight = self._gate(alpha, prior, row, col, cand, n, init=False)
         if self.unit_init:
             weight = weight / self._unit_scale(alpha, row, col, cand)
         if cand.weight is not None:   # input strengths
@@ -498,8 +506,8 @@ class GatedAdjacency(nn.Module):
                 and self._unit.device == alpha.device:
             return self._unit
         with torch.no_grad():
-            w0 = self._gate(torch.zeros_like(alpha), row, col, cand, cand.num_nodes,
-                            self.activation, init=True)
+            w0 = self._gate(torch.zeros_like(alpha), None, row, col, cand, cand.num_nodes,
+                            init=True)
             w0 = w0.clamp_min(torch.finfo(w0.dtype).tiny)
         if stored:
             self._unit = w0
@@ -509,15 +517,15 @@ class GatedAdjacency(nn.Module):
         self._unit = None                           # cached on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-    def _gate(self, alpha: Tensor, row: Tensor, col: Tensor, cand: _Candidates, n: int,
-              act: str, init: bool) -> Tensor:
-        """Row and/or column gate outputs (their product); ``init``: with the
-        initial thresholds."""
-        weight = None
+    def _gate(self, alpha: Tensor, prior: Optional[Tensor], row: Tensor, col: Tensor,
+              cand: _Candidates, n: int, init: bool) -> Tensor:
+        """Row and/or column gate outputs (their product) of the softly floored
+        logits ``alpha + prior``; ``init``: with the initial thresholds."""
+        groups = []
         if self.beta_row is not None:   # row competition (also columns when symmetric)
             beta = (cand.beta0_row if init
                     else self._beta(self.beta_row, cand.beta0_row, self.beta0_row, cand))
-            weight = sparse_gate(alpha, beta, row, n, "none", act, validate=False)
+            groups.append((beta, row))
         if self.groups != "row":
             if init:
                 beta_col = cand.beta0_row if self.symmetric else cand.beta0_col
@@ -527,9 +535,19 @@ class GatedAdjacency(nn.Module):
                 beta_col = (self._beta(thr, cand.beta0_row, self.beta0_row, cand)
                             if self.symmetric
                             else self._beta(thr, cand.beta0_col, self.beta0_col, cand))
-            gc = sparse_gate(alpha, beta_col, col, n, "none", act, validate=False)
-            weight = gc if weight is None else weight * gc
-        assert weight is not None           # groups is one of "row", "col", "both"
+            groups.append((beta_col, col))
+        assert groups                       # groups is one of "row", "col", "both"
+        if self.activation == "sigmoid":    # fused: autograd keeps the inputs only
+            return gate_product(alpha, prior, LOGIT_FLOOR, n, groups)
+        z = alpha if prior is None else alpha + prior
+        # NaN would read as "pruned" (relu(NaN) comparisons are False): refuse it.
+        assert_finite(z, "gate logits (alpha + logit prior, or the scorer's output)")
+        z = LOGIT_FLOOR + F.softplus(z - LOGIT_FLOOR)
+        weight = None
+        for beta, index in groups:
+            g = sparse_gate(z, beta, index, n, "none", self.activation, validate=False)
+            weight = g if weight is None else weight * g
+        assert weight is not None
         return weight
 
     def _evaluate(self, x: Optional[Tensor],
@@ -581,7 +599,7 @@ class GatedAdjacency(nn.Module):
 
     # ------------------------------------------------------------ public API
     def forward(self, x: Optional[Tensor] = None, edge_index: Optional[Tensor] = None, *,
-                return_edge_id: bool = False) -> Tuple[Tensor, ...]:
+                return_edge_id: bool = False, zeros: str = "drop") -> Tuple[Tensor, ...]:
         """The surviving edges and their normalized weights; every exact zero
         is removed. ``edge_index`` (with a scorer only) gates the candidates
         of another graph on the node features ``x``.
@@ -591,11 +609,29 @@ class GatedAdjacency(nn.Module):
         candidates, ``adj.input_id[edge_id]`` is its position in the input
         ``edge_index`` (``-1`` for an added self-loop).
 
+        ``zeros="keep"`` returns every candidate instead, exact zeros
+        included, and ``"auto"`` does so while fewer than a quarter of the
+        weights are zero (``ZERO_SHARE_TO_DROP``). For message passing the
+        result is the same (an exact zero adds exactly nothing, and the gates
+        pass no gradient through it), and the candidates' ``edge_index`` is
+        returned as it is stored, without a copy, so that the sparse product
+        reuses the CSR pattern built for it on the first step instead of
+        building one per step. :class:`GatedGCN` uses ``"auto"``.
+
         The weights of the last call are kept (:attr:`last_edge_values`), so
         that sparsity and the penalty need no second evaluation."""
+        check_choice(zeros, ZEROS, "zeros", f"{self.__class__.__name__}.forward")
         cand, values = self._evaluate(x, edge_index)
         self._remember(x, edge_index, cand, values)
         keep = values > 0
+        if zeros == "auto":      # one count: the host sync that dropping needs anyway
+            kept = int(keep.sum())
+            zeros = "keep" if kept > (1 - ZERO_SHARE_TO_DROP) * keep.numel() else "drop"
+        if zeros == "keep":
+            if return_edge_id:
+                return (cand.edge_index, values,
+                        torch.arange(values.numel(), device=values.device))
+            return cand.edge_index, values
         if return_edge_id:
             edge_id = keep.nonzero().view(-1)
             return cand.edge_index[:, edge_id], values[edge_id], edge_id

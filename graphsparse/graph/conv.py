@@ -9,7 +9,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 
 from ..utils.validation import check_positive_int
-from ._ops import weighted_aggregate
+from ._ops import linear_aggregate
 
 
 class GatedGCNConv(MessagePassing):
@@ -20,9 +20,11 @@ class GatedGCNConv(MessagePassing):
     adds no self-loops and does not re-normalize.
 
     The sum is a CSR sparse-matrix product
-    (:func:`~graphsparse.graph._ops.weighted_aggregate`: no ``[E, C]``
+    (:func:`~graphsparse.graph._ops.linear_aggregate`: no ``[E, C]``
     message tensor forward or backward, memory :math:`O(E + N C)`), with or
-    without weights and whether or not they require a gradient. PyG's
+    without weights and whether or not they require a gradient; for learned
+    weights the backward pass recomputes :math:`X W` instead of keeping it
+    (the linear layer's input :math:`X` is kept anyway). PyG's
     ``propagate`` (which materializes the ``[E, C]`` messages) is used only
     where the product is not the same computation: when PyG hooks or an
     explainer are attached (they read or edit the per-edge messages), for
@@ -66,13 +68,13 @@ class GatedGCNConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
-        x = self.lin(x)
-        if self._product_applies(edge_index):
+        if self._product_applies(edge_index) and not self.lin._forward_hooks \
+                and not self.lin._forward_pre_hooks:
             if edge_weight is None:
                 edge_weight = x.new_ones(edge_index.size(1))
-            out = weighted_aggregate(x, edge_index, edge_weight)
+            out = linear_aggregate(x, self.lin.weight, edge_index, edge_weight)
         else:
-            out = self.propagate(edge_index, x=x, edge_weight=edge_weight)
+            out = self.propagate(edge_index, x=self.lin(x), edge_weight=edge_weight)
         return out if self.bias is None else out + self.bias
 
     def _product_applies(self, edge_index) -> bool:

@@ -105,7 +105,7 @@ class GatedGCN(nn.Module):
                                  f"'edge_index' and 'edge_weight' (e.g. from adj())")
             if self.adjacency.scorer is not None:
                 self._last_input = (x, edge_index)
-            edge_index, edge_weight = self.adjacency(x, edge_index)
+            edge_index, edge_weight = self.adjacency(x, edge_index, zeros="auto")
         elif edge_index is None:
             raise ValueError(f"'{self.__class__.__name__}' got 'edge_weight' without "
                              f"'edge_index'")

@@ -142,6 +142,30 @@ def test_penalty_matches_reference_and_gradient_finite_at_zero():
     torch.testing.assert_close(pnorm_penalty(v, idx, 2, p=1.0), torch.tensor(2.0))
 
 
+@pytest.mark.parametrize("p", [0.5, 0.75, 1.0])
+def test_ragged_penalty_equals_the_dense_one_with_gradients(p):
+    """The fused ragged form (which keeps only ``a`` for backward) against
+    the dense autograd form on the same groups, zeros and negatives included."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(4, 5, generator=g, dtype=torch.float64) - 0.3
+    a[1] = 0.0                                              # a dead group
+    a[2, :2] = 0.0
+    a[3, 0] = 1e-13                                         # below eps: the linear piece
+    dense = a.clone().requires_grad_()
+    ragged = a.reshape(-1).clone().requires_grad_()
+    index = torch.arange(4).repeat_interleave(5)
+    want = pnorm_penalty(dense, p=p)
+    got = pnorm_penalty(ragged, index, 4, p=p)
+    torch.testing.assert_close(got, want)
+    want.backward()
+    got.backward()
+    torch.testing.assert_close(ragged.grad, dense.grad.reshape(-1))
+    assert torch.isfinite(ragged.grad).all()
+    v = (torch.rand(12, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    idx = torch.tensor([0, 2, 2, 1, 0, 2, 1, 1, 0, 2, 2, 0])
+    assert torch.autograd.gradcheck(lambda t: pnorm_penalty(t, idx, 3, p=p), (v,))
+
+
 def test_penalty_prefers_sparse():
     dense = torch.full((1, 4), 0.25)
     sparse = torch.tensor([[1.0, 0.0, 0.0, 0.0]])

@@ -194,3 +194,52 @@ def test_penalty_after_forward_evaluates_the_adjacency_once(monkeypatch):
         model.zero_grad()
         (model(x).sum() + model.penalty(0.5)).backward()
     assert len(calls) == 3                          # once per step, penalty included
+
+
+@pytest.mark.parametrize("zero_share", [0.1, 0.5])
+def test_zeros_kept_or_dropped_give_the_same_model(zero_share):
+    """GatedGCN passes every candidate (zeros included, the stored edge_index
+    itself) while few weights are zero and drops them once many are; either
+    way outputs and every gradient equal those of the dropped-zero graph."""
+    model, x = _model(n=30, seed=3)
+    adj = model.adjacency
+    with torch.no_grad():      # prune a share of the non-loop candidates exactly
+        gated = (adj.edge_index[0] != adj.edge_index[1]).nonzero().view(-1)
+        dead = gated[torch.randperm(gated.numel())[:int(zero_share * adj.num_edges)]]
+        adj.alpha[dead] = -40.0
+    values = adj.edge_values()
+    share = float((values == 0).float().mean())
+    assert 0 < share and (share < 0.25) == (zero_share < 0.25)
+    passed = []
+    conv = model.convs[0]
+    conv.register_forward_pre_hook(lambda m, args: passed.append(args[1]))
+    params = [p for p in model.parameters()] + [p for p in adj.parameters()]
+    params = list({id(p): p for p in params}.values())
+    torch.manual_seed(0)                             # the same dropout masks
+    out = model(x)
+    grads = torch.autograd.grad(out.pow(2).sum(), params, allow_unused=True)
+    kept = passed[-1] is adj.edge_index
+    assert kept == (share < 0.25)
+    ei, w = adj(x)                                   # zeros dropped
+    assert (w > 0).all()
+    torch.manual_seed(0)
+    ref = model(x, ei, w)
+    ref_grads = torch.autograd.grad(ref.pow(2).sum(), params, allow_unused=True)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, ref_grads, strict=True):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b)
+            assert torch.isfinite(a).all()
+
+
+def test_forward_keep_returns_the_stored_candidates():
+    model, x = _model()
+    adj = model.adjacency
+    ei, w, eid = adj(zeros="keep", return_edge_id=True)
+    assert ei is adj.edge_index and w.numel() == adj.num_edges
+    torch.testing.assert_close(w, adj.edge_values())
+    assert torch.equal(eid, torch.arange(adj.num_edges))
+    with pytest.raises(ValueError, match="zeros"):
+        adj(zeros="some")

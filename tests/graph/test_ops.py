@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.profiler import ProfilerActivity, profile
 
-from graphsparse.graph._ops import scale_edges, weighted_aggregate
+from graphsparse.graph._ops import linear_aggregate, scale_edges, weighted_aggregate
 from graphsparse.graph.conv import GatedGCNConv
 from graphsparse.testing import devices
 
@@ -226,3 +226,35 @@ def test_pattern_cache_drops_the_patterns_of_dead_edge_lists():
             del ei
     gc.collect()
     assert len(_ops._PATTERNS) == before
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("order", ["coalesced", "unsorted"])
+def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order):
+    """A (X W^T) with duplicates, zeros, an empty row and column; autograd keeps
+    X, W and the weights, not the [N, C_out] product."""
+    n = 12
+    ei, w = awkward_graph(n)
+    if order == "coalesced":
+        perm = torch.argsort(ei[0] * n + ei[1], stable=True)
+        ei, w = ei[:, perm], w[perm]
+    x = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
+    lin = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    w.requires_grad_()
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = linear_aggregate(x, lin, ei, w, path)
+    ref = dense_aggregate(x, ei, w) @ lin.t()
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad((out * g).sum(), (x, lin, w)),
+                    torch.autograd.grad((ref * g).sum(), (x, lin, w)), strict=True):
+        torch.testing.assert_close(a, b)
+    if path == "auto":
+        assert not any(t.shape == (n, 7) for t in saved)
+        torch.autograd.gradcheck(lambda a, b, c: linear_aggregate(a, b, ei, c, path),
+                                 (x, lin, w))
