@@ -197,32 +197,52 @@ class _SparseAggregate(torch.autograd.Function):
 
 
 class _LinearAggregate(torch.autograd.Function):
-    # out = A (x W^T): keeps x (which a Linear keeps anyway) instead of the
-    # [N, C_out] product x W^T, and recomputes that product for the SDDMM.
+    # out = A x W^T, associated so that the sparse products run on the
+    # narrower side: (A x) W^T when C_in < C_out, else A (x W^T). Keeps x
+    # (which a linear layer keeps anyway) and, in the first order, A x;
+    # never the [N, C_out] product x W^T, which the SDDMM recomputes.
     @staticmethod
     def forward(ctx, x: Tensor, lin_weight: Tensor, weight: Tensor, pattern: _Pattern,
                 chunked: bool) -> Tensor:
-        h = x.matmul(lin_weight.t())
-        values = weight.index_select(0, pattern.perm)
-        out = _spmm(_csr(pattern.crow, pattern.col, values, x.size(0)), h)
+        a = _csr(pattern.crow, pattern.col, weight.index_select(0, pattern.perm), x.size(0))
         ctx.transposed, ctx.chunked = (pattern.crow_t, pattern.col_t, pattern.perm_t), chunked
-        ctx.save_for_backward(x, lin_weight, weight)
-        return out
+        ctx.narrow_input = lin_weight.size(1) < lin_weight.size(0)
+        if ctx.narrow_input:
+            ax = _spmm(a, x)
+            ctx.save_for_backward(x if ctx.needs_input_grad[2] else None, lin_weight, weight,
+                                  ax if ctx.needs_input_grad[1] else None)
+            return ax.matmul(lin_weight.t())
+        ctx.save_for_backward(x, lin_weight, weight, None)
+        return _spmm(a, x.matmul(lin_weight.t()))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        x, lin_weight, weight = ctx.saved_tensors
+        x, lin_weight, weight, ax = ctx.saved_tensors
         crow_t, col_t, perm_t = ctx.transposed
         grad = grad.contiguous()
         w_t = weight if perm_t is None else weight.index_select(0, perm_t)
-        grad_w = None
-        if ctx.needs_input_grad[2]:
+        grad_x = grad_lin = grad_w = None
+
+        def transposed_product(g: Tensor) -> Tensor:          # A^T g
+            return _spmm(_csr(crow_t, col_t, w_t, g.size(0)), g)
+        if ctx.narrow_input:                 # out = (A x) W^T: products C_in wide
+            g_in = grad.matmul(lin_weight)                      # dL/d(A x)
+            if ctx.needs_input_grad[1]:
+                grad_lin = grad.t().matmul(ax)
+            if ctx.needs_input_grad[2]:
+                grad_w = _sddmm(g_in, x, crow_t, col_t, perm_t, w_t, ctx.chunked)
+            if ctx.needs_input_grad[0]:
+                grad_x = transposed_product(g_in)
+            return grad_x, grad_lin, grad_w, None, None
+        if ctx.needs_input_grad[2]:          # out = A (x W^T): products C_out wide
             grad_w = _sddmm(grad, x.matmul(lin_weight.t()), crow_t, col_t, perm_t, w_t,
                             ctx.chunked)
-        grad_h = _spmm(_csr(crow_t, col_t, w_t, grad.size(0)), grad)    # A^T G
-        grad_x = grad_h.matmul(lin_weight) if ctx.needs_input_grad[0] else None
-        grad_lin = grad_h.t().matmul(x) if ctx.needs_input_grad[1] else None
+        grad_h = transposed_product(grad)
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_h.matmul(lin_weight)
+        if ctx.needs_input_grad[1]:
+            grad_lin = grad_h.t().matmul(x)
         return grad_x, grad_lin, grad_w, None, None
 
 
@@ -301,13 +321,17 @@ def weighted_aggregate(h: Tensor, edge_index: Tensor, edge_weight: Tensor,
 @torch.compiler.disable
 def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_weight: Tensor,
                      _path: str = "auto") -> Tensor:
-    r""":math:`A (X W^\top)`: a bias-free linear layer followed by
-    :func:`weighted_aggregate`, with the same sparse products, that keeps the
-    layer's input :math:`X` for the backward pass (as the linear layer alone
-    would) instead of also its ``[N, C_out]`` output: the SDDMM of the edge
-    weights' gradient recomputes :math:`X W^\top` (one matrix product per
-    backward pass). When the edge weights need no gradient (a fixed graph)
-    nothing is recomputed.
+    r""":math:`A X W^\top`: a bias-free linear layer and :func:`weighted_aggregate`
+    in one, with the same sparse products, associated so that they run on
+    the narrower side: :math:`(A X) W^\top` when ``C_in < C_out`` (e.g. a
+    first layer from 100 features to 256), else :math:`A (X W^\top)`.
+
+    Autograd keeps the layer's input :math:`X` (as the linear layer alone
+    would; in the first order also :math:`A X`, the linear layer's input
+    there), never the ``[N, C_out]`` product :math:`X W^\top`: the SDDMM of
+    the edge weights' gradient recomputes it (one matrix product per
+    backward pass), or, in the first order, needs only :math:`X`:
+    :math:`\partial L / \partial w_{ji} = \langle (G W)_i, \mathbf{x}_j \rangle`.
 
     Args:
         x (Tensor): ``[N, C_in]`` node features.
@@ -319,7 +343,7 @@ def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_wei
         - **output:** ``[N, C_out]``
     """
     if (_path == "edge_list" or not sparse_product_supported(x, edge_weight)
-            or lin_weight.dtype != x.dtype or not edge_weight.requires_grad):
+            or lin_weight.dtype != x.dtype or lin_weight.dim() != 2):
         return weighted_aggregate(x.matmul(lin_weight.t()), edge_index, edge_weight, _path)
     pattern = _cached_pattern(edge_index, x.size(0))
     return _LinearAggregate.apply(x.contiguous(), lin_weight, edge_weight, pattern,

@@ -206,7 +206,7 @@ class GatedAdjacency(nn.Module):
     input_weight: Optional[Tensor]
     input_id: Tensor
     input_to_cand: Tensor
-    gated_id: Tensor
+    gated_id: Optional[Tensor]
     loop_id: Tensor
     self_loop_id: Tensor
     reverse_id: Optional[Tensor]
@@ -277,7 +277,10 @@ class GatedAdjacency(nn.Module):
         self._last_batch: Optional[_Candidates] = None
         self._unit: Optional[Tensor] = None
         loop = cand.edge_index[0] == cand.edge_index[1]
-        self.register_buffer("gated_id", (~loop).nonzero().view(-1), persistent=False)
+        # the gated candidates' ids: only where self-loops stay out of the gates
+        # (an [E] index vector, 8 bytes per candidate, not kept when unused)
+        self.register_buffer("gated_id", None if self.gate_self_loops
+                             else (~loop).nonzero().view(-1), persistent=False)
         self.register_buffer("loop_id", loop.nonzero().view(-1), persistent=False)
         # for mini-batches: the self-loop candidate of every node (-1: none) and,
         # when symmetric, the candidate of the reverse direction of every edge
@@ -486,13 +489,14 @@ class GatedAdjacency(nn.Module):
                                   self.num_iters)
         if self.mix_logit is not None:   # (1 - t) I + t S: row and column sums kept
             t = torch.sigmoid(self.mix_logit).to(weight.dtype)
-            loops = self._split_loops(cand)[1]          # precomputed for the stored edges
+            loops = (self.loop_id if cand.edge_index is self.edge_index   # precomputed
+                     else (cand.row == cand.col).nonzero().view(-1))
             weight = (t * weight).index_add(0, loops, (1 - t).expand(loops.numel()))
         return weight
 
     def _split_loops(self, cand: _Candidates) -> Tuple[Tensor, Tensor]:
-        """Indices of the gated candidates and of the self-loops."""
-        if cand.edge_index is self.edge_index:
+        """Indices of the non-loop candidates and of the self-loops."""
+        if cand.edge_index is self.edge_index and self.gated_id is not None:
             return self.gated_id, self.loop_id
         loop = cand.row == cand.col
         return (~loop).nonzero().view(-1), loop.nonzero().view(-1)

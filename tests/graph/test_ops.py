@@ -230,17 +230,19 @@ def test_pattern_cache_drops_the_patterns_of_dead_edge_lists():
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("order", ["coalesced", "unsorted"])
-def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order):
-    """A (X W^T) with duplicates, zeros, an empty row and column; autograd keeps
-    X, W and the weights, not the [N, C_out] product."""
+@pytest.mark.parametrize("c_in,c_out", [(5, 7), (7, 3)])        # both associations
+@pytest.mark.parametrize("learned", [True, False])
+def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order, c_in, c_out, learned):
+    """A X W^T with duplicates, zeros, an empty row and column; autograd keeps
+    X, W, the weights (and A X), not the [N, C_out] product X W^T."""
     n = 12
     ei, w = awkward_graph(n)
     if order == "coalesced":
         perm = torch.argsort(ei[0] * n + ei[1], stable=True)
         ei, w = ei[:, perm], w[perm]
-    x = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
-    lin = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
-    w.requires_grad_()
+    x = torch.randn(n, c_in, dtype=torch.float64, requires_grad=True)
+    lin = torch.randn(c_out, c_in, dtype=torch.float64, requires_grad=True)
+    w.requires_grad_(learned)
     saved = []
 
     def pack(t):
@@ -251,10 +253,11 @@ def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order):
     ref = dense_aggregate(x, ei, w) @ lin.t()
     torch.testing.assert_close(out, ref)
     g = torch.randn_like(out)
-    for a, b in zip(torch.autograd.grad((out * g).sum(), (x, lin, w)),
-                    torch.autograd.grad((ref * g).sum(), (x, lin, w)), strict=True):
+    inputs = (x, lin, w) if learned else (x, lin)
+    for a, b in zip(torch.autograd.grad((out * g).sum(), inputs),
+                    torch.autograd.grad((ref * g).sum(), inputs), strict=True):
         torch.testing.assert_close(a, b)
     if path == "auto":
-        assert not any(t.shape == (n, 7) for t in saved)
-        torch.autograd.gradcheck(lambda a, b, c: linear_aggregate(a, b, ei, c, path),
-                                 (x, lin, w))
+        assert not any(t is not None and t.shape == (n, c_out) for t in saved)
+        torch.autograd.gradcheck(lambda *a: linear_aggregate(a[0], a[1], ei, a[2] if learned
+                                                             else w, path), inputs)
