@@ -24,6 +24,7 @@ _EXPORTS = {
     "SparseGate": "core", "sparse_gate": "core", "init_beta": "core", "pnorm_penalty": "core",
     "GatedAdjacency": "graph", "EdgeScorer": "graph", "GatedGCNConv": "graph",
     "GatedGCN": "graph", "GatedResGCN": "graph", "EdgeWeighted": "graph", "sinkhorn": "graph",
+    "sparse_features": "graph", "feature_dropout": "graph",
     "row_norm": "graph", "sym_norm": "graph",
     "StructureLearner": "structure", "learn_structure": "structure",
     "ResNet": "cnn", "ResNeXt": "cnn", "DenseNet": "cnn", "LeNet5Caffe": "cnn", "compact": "cnn",

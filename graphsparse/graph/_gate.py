@@ -3,9 +3,11 @@ r"""The row and column gates of the candidate edges as one fused operation.
 Composed from :func:`~graphsparse.core.sparse_gate` calls, autograd keeps
 about nine ``[E]`` vectors per step (the softplus input, each group's
 sigmoid, relu and scatter inputs, the product's factors). This function
-keeps only its inputs (the logits, usually a parameter, and the optional
-prior, a buffer: no new memory) and recomputes the rest in the backward
-pass, which costs one more sigmoid and one scatter per group.
+keeps only its inputs (for the stored candidates the logits are a parameter
+and the prior a buffer: no new memory; for a batch or with
+``gate_self_loops=False`` they are one gathered ``[E]`` copy each) and
+recomputes the rest in the backward pass, which costs one more sigmoid and
+one scatter per group.
 """
 from __future__ import annotations
 
@@ -55,15 +57,21 @@ class _GateProduct(torch.autograd.Function):
         z, gamma = _strength(alpha, prior, ctx.floor)
         pairs = list(zip(groups[0::2], groups[1::2], strict=True))
         parts = [_group(gamma, beta, index, n) for beta, index in pairs]
+        # Where the product is zero every gradient is (one factor is zero and
+        # its relu passes nothing; the others are multiplied by it): drop it
+        # first, so that an infinite upstream gradient there cannot become NaN.
+        dead = parts[0][0] == 0
+        for r, _, _ in parts[1:]:
+            dead |= r == 0
+        grad = grad.masked_fill(dead, 0.0)
         d_gamma = torch.zeros_like(gamma)
         grad_groups: List[Optional[Tensor]] = []
-        for k, ((beta, index), (r, s, total)) in enumerate(zip(pairs, parts, strict=True)):
-            # dL/dr_k = grad * (the other factors), through relu: where r_k > 0
+        for k, ((beta, index), (_, s, total)) in enumerate(zip(pairs, parts, strict=True)):
+            # dL/dr_k = grad * (the other factors); zero where any factor is (above)
             h = grad.clone()
             for j, other in enumerate(parts):
                 if j != k:
                     h.mul_(other[0])
-            h.masked_fill_(r == 0, 0.0)
             t = h.new_zeros(n).index_add_(0, index, h)       # sum over the group
             d_gamma.add_(h).sub_((s * t).index_select(0, index))
             grad_groups.append((-(total * t) * s * (1 - s)).to(beta.dtype)
@@ -72,7 +80,9 @@ class _GateProduct(torch.autograd.Function):
         # gamma = sigmoid(floor + softplus(z - floor)); dsoftplus/dz = sigmoid(z - floor)
         d_z = d_gamma.mul_(gamma * (1 - gamma)).mul_(torch.sigmoid(z - ctx.floor))
         grad_alpha = d_z if ctx.needs_input_grad[0] else None
-        grad_prior = d_z if ctx.needs_input_grad[1] else None
+        grad_prior = None
+        if ctx.needs_input_grad[1]:
+            grad_prior = d_z.clone() if grad_alpha is not None else d_z
         return (grad_alpha, grad_prior, None, None, *grad_groups)
 
 

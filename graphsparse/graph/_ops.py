@@ -13,6 +13,7 @@ import weakref
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -342,9 +343,11 @@ def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_wei
     Shapes:
         - **output:** ``[N, C_out]``
     """
-    if (_path == "edge_list" or not sparse_product_supported(x, edge_weight)
+    if (_path == "edge_list" or x.layout != torch.strided   # sparse features: a sparse matmul
+            or torch.is_autocast_enabled(x.device.type)     # half-precision features: edge list
+            or not sparse_product_supported(x, edge_weight)
             or lin_weight.dtype != x.dtype or lin_weight.dim() != 2):
-        return weighted_aggregate(x.matmul(lin_weight.t()), edge_index, edge_weight, _path)
+        return weighted_aggregate(F.linear(x, lin_weight), edge_index, edge_weight, _path)
     pattern = _cached_pattern(edge_index, x.size(0))
     return _LinearAggregate.apply(x.contiguous(), lin_weight, edge_weight, pattern,
                                   _path == "chunked")

@@ -605,8 +605,9 @@ class GatedAdjacency(nn.Module):
     def forward(self, x: Optional[Tensor] = None, edge_index: Optional[Tensor] = None, *,
                 return_edge_id: bool = False, zeros: str = "drop") -> Tuple[Tensor, ...]:
         """The surviving edges and their normalized weights; every exact zero
-        is removed. ``edge_index`` (with a scorer only) gates the candidates
-        of another graph on the node features ``x``.
+        is removed (with the default ``zeros="drop"``). ``edge_index`` (with a
+        scorer only) gates the candidates of another graph on the node
+        features ``x``.
 
         With ``return_edge_id=True`` also the candidate id of every surviving
         edge (its column in :attr:`edge_index`, in order); for the stored
@@ -620,7 +621,9 @@ class GatedAdjacency(nn.Module):
         pass no gradient through it), and the candidates' ``edge_index`` is
         returned as it is stored, without a copy, so that the sparse product
         reuses the CSR pattern built for it on the first step instead of
-        building one per step. :class:`GatedGCN` uses ``"auto"``.
+        building one per step. :class:`GatedGCN` uses ``"auto"``. The
+        returned ``edge_index`` is then the adjacency's own buffer: do not
+        modify it in place.
 
         The weights of the last call are kept (:attr:`last_edge_values`), so
         that sparsity and the penalty need no second evaluation."""

@@ -68,8 +68,7 @@ class GatedGCNConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
-        if self._product_applies(edge_index) and not self.lin._forward_hooks \
-                and not self.lin._forward_pre_hooks:
+        if self._product_applies(edge_index) and not self._lin_hooks_active():
             if edge_weight is None:
                 edge_weight = x.new_ones(edge_index.size(1))
             out = linear_aggregate(x, self.lin.weight, edge_index, edge_weight)
@@ -82,6 +81,14 @@ class GatedGCNConv(MessagePassing):
         return (isinstance(edge_index, Tensor) and edge_index.layout == torch.strided
                 and edge_index.dim() == 2 and self.aggr in ("add", "sum")
                 and self.flow == "source_to_target" and not self._hooks_active())
+
+    def _lin_hooks_active(self) -> bool:
+        # the fused product bypasses self.lin's __call__ (and so its hooks)
+        from torch.nn.modules import module as m
+        return bool(self.lin._forward_hooks or self.lin._forward_pre_hooks
+                    or self.lin._backward_hooks or self.lin._backward_pre_hooks
+                    or m._global_forward_hooks or m._global_forward_pre_hooks
+                    or m._global_backward_hooks or m._global_backward_pre_hooks)
 
     def _hooks_active(self) -> bool:
         # PyG's propagate/message/aggregate hooks and explainers need propagate().

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..utils.validation import check_positive_int
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
+from .features import feature_dropout
 
 
 class GatedGCN(nn.Module):
@@ -113,7 +114,7 @@ class GatedGCN(nn.Module):
 
     def _layers(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
         for i, conv in enumerate(self.convs):
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = feature_dropout(x, self.dropout, self.training)   # O(nnz) on sparse x
             x = conv(x, edge_index, edge_weight)
             if i < self.num_layers - 1:
                 x = x.relu()

@@ -105,3 +105,19 @@ def test_keeps_only_its_inputs_for_backward():
         saved.clear()
         composed(alpha, prior, groups, 50)
     assert sum(t.numel() == alpha.numel() and t.is_floating_point() for t in saved) >= 6
+
+
+def test_infinite_gradient_on_a_zero_output_stays_out():
+    """Where the product is zero no gradient passes, even an infinite one
+    (kept zeros reach the gate with the product's, possibly huge, gradients)."""
+    alpha, prior, groups = problem(seed=4)
+    out = gate_product(alpha, prior, FLOOR, 9, groups)
+    zero = out == 0
+    assert zero.any() and (~zero).any()
+    g = torch.where(zero, torch.full_like(out, float("inf")), torch.ones_like(out))
+    grads = torch.autograd.grad(out, [alpha] + [b for b, _ in groups], g, retain_graph=True)
+    want = torch.autograd.grad(out, [alpha] + [b for b, _ in groups], torch.where(
+        zero, torch.zeros_like(out), torch.ones_like(out)))
+    for a, b in zip(grads, want, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)

@@ -261,3 +261,20 @@ def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order, c_in, c
         assert not any(t is not None and t.shape == (n, c_out) for t in saved)
         torch.autograd.gradcheck(lambda *a: linear_aggregate(a[0], a[1], ei, a[2] if learned
                                                              else w, path), inputs)
+
+
+def test_conv_under_autocast_and_with_linear_hooks_takes_the_plain_path():
+    ei, w = awkward_graph(dtype=torch.float32)
+    conv = GatedGCNConv(6, 4)
+    x = torch.randn(12, 6)
+    w = w.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):       # bf16 features: the edge list
+        out = conv(x, ei, w)
+    out.float().sum().backward()
+    assert torch.isfinite(w.grad).all()
+    ref = dense_aggregate(x.double(), ei, w.detach().double()) @ conv.lin.weight.double().t()
+    torch.testing.assert_close(out.double(), ref + conv.bias.double(), atol=0.1, rtol=0.05)
+    seen = []
+    conv.lin.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    conv(x, ei, w)
+    assert seen == [torch.Size([12, 4])]                    # the hook on lin ran
