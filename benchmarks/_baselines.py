@@ -275,7 +275,8 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
               seed: int) -> RunResult:
     """The learned structure: every recipe of ``settings["recipes"]`` (names of
     :data:`graphsparse.structure.RECIPES`, with ``settings["config"]`` on top,
-    and ``settings["epochs"]`` when not None) is trained with the same seed,
+    and ``settings["epochs"]`` when not None; under every normalization of
+    ``settings["normalizations"]`` when given) is trained with the same seed,
     and the run of best validation metric is kept (ties: the first). Test
     metrics choose nothing. ``seconds`` is the whole selection's time (all
     recipes); ``extra`` names the chosen recipe and each recipe's validation
@@ -285,11 +286,15 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
     x = data.x.to_dense() if data.x.layout != torch.strided else data.x
     runs = {}
     for name in settings["recipes"]:
-        over = dict(settings.get("config") or {})
-        if settings.get("epochs") is not None:
-            over["epochs"] = settings["epochs"]
-        runs[name] = _fit_gated_recipe(data, x, train, val, test, metric,
-                                       recipe_config(name, over), seed)
+        for norm in settings.get("normalizations") or [None]:
+            over = dict(settings.get("config") or {})
+            if settings.get("epochs") is not None:
+                over["epochs"] = settings["epochs"]
+            if norm is not None:
+                over["normalization"] = norm
+            key = name if norm is None else f"{name}/{norm}"
+            runs[key] = _fit_gated_recipe(data, x, train, val, test, metric,
+                                          recipe_config(name, over), seed)
     chosen = max(runs, key=lambda n: (runs[n].val, -list(runs).index(n)))
     best = runs[chosen]
     best.extra.update(recipe=chosen, seconds_chosen=best.seconds,

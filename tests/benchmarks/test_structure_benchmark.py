@@ -174,3 +174,23 @@ def test_gated_keeps_the_recipe_of_best_validation():
     assert res.val == vals[res.extra["recipe"]]
     assert res.test == res.extra["recipe_test"][res.extra["recipe"]]
     assert res.seconds >= res.extra["seconds_chosen"] > 0
+
+
+def test_gated_norm_selects_among_recipes_and_normalizations():
+    from torch_geometric.data import Data
+    torch.manual_seed(1)
+    n = 40
+    y = torch.arange(n) % 2
+    data = Data(x=torch.randn(n, 4) + y[:, None].float(), y=y,
+                edge_index=torch.randint(0, n, (2, 160)), num_nodes=n)
+    train, val = (torch.zeros(n, dtype=torch.bool) for _ in range(2))
+    train[:16], val[16:28] = True, True
+    test = ~(train | val)
+    bench = _load("structure")
+    settings = dict(bench.METHODS["gated_norm"].settings, epochs=4, recipes=["preserve", "denoise"],
+                    config=dict(gate_start=1, warmup=1))
+    res = base.fit_gated(data, train, val, test, "accuracy", settings, seed=0)
+    vals = res.extra["recipe_val"]
+    assert list(vals) == ["preserve/row", "preserve/sym", "denoise/row", "denoise/sym"]
+    assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
+    assert res.test == res.extra["recipe_test"][res.extra["recipe"]]
