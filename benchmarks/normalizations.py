@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -72,7 +71,7 @@ def main(argv=None) -> None:
                                 per_seed=accs, seeds=args.seeds))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(records, indent=1))
-    print(f"\n| setting | " + " | ".join(args.datasets) + " |")
+    print("\n| setting | " + " | ".join(args.datasets) + " |")
     print("|---|" + "---|" * len(args.datasets))
     best = {d: max(r["mean"] for r in records if r["dataset"] == d) for d in args.datasets}
     for setting in args.settings:
@@ -86,4 +85,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main(os.sys.argv[1:])
+    main(sys.argv[1:])

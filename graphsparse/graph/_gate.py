@@ -68,10 +68,10 @@ class _GateProduct(torch.autograd.Function):
         grad_groups: List[Optional[Tensor]] = []
         for k, ((beta, index), (_, s, total)) in enumerate(zip(pairs, parts, strict=True)):
             # dL/dr_k = grad * (the other factors); zero where any factor is (above)
-            h = grad.clone()
+            h = grad
             for j, other in enumerate(parts):
                 if j != k:
-                    h.mul_(other[0])
+                    h = h * other[0]
             t = h.new_zeros(n).index_add_(0, index, h)       # sum over the group
             d_gamma.add_(h).sub_((s * t).index_select(0, index))
             grad_groups.append((-(total * t) * s * (1 - s)).to(beta.dtype)

@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _module_hooks
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 
@@ -84,7 +85,7 @@ class GatedGCNConv(MessagePassing):
 
     def _lin_hooks_active(self) -> bool:
         # the fused product bypasses self.lin's __call__ (and so its hooks)
-        from torch.nn.modules import module as m
+        m = _module_hooks
         return bool(self.lin._forward_hooks or self.lin._forward_pre_hooks
                     or self.lin._backward_hooks or self.lin._backward_pre_hooks
                     or m._global_forward_hooks or m._global_forward_pre_hooks

@@ -153,16 +153,20 @@ def test_sparse_features_same_model():
     assert base.feature_dropout(xs, 0.5, False) is xs
 
 
-def test_gated_keeps_the_recipe_of_best_validation():
+def _two_class_task(n, num_edges, num_train, num_val, seed):
+    """A random graph whose features carry the class: data and split masks."""
     from torch_geometric.data import Data
-    torch.manual_seed(0)
-    n = 50
+    torch.manual_seed(seed)
     y = torch.arange(n) % 2
     data = Data(x=torch.randn(n, 4) + y[:, None].float(), y=y,
-                edge_index=torch.randint(0, n, (2, 200)), num_nodes=n)
+                edge_index=torch.randint(0, n, (2, num_edges)), num_nodes=n)
     train, val = (torch.zeros(n, dtype=torch.bool) for _ in range(2))
-    train[:20], val[20:35] = True, True
-    test = ~(train | val)
+    train[:num_train], val[num_train:num_train + num_val] = True, True
+    return data, train, val, ~(train | val)
+
+
+def test_gated_keeps_the_recipe_of_best_validation():
+    data, train, val, test = _two_class_task(50, 200, 20, 15, seed=0)
     bench = _load("structure")
     settings = dict(bench.METHODS["gated"].settings, epochs=6,
                     config=dict(gate_start=2, warmup=2))
@@ -176,21 +180,20 @@ def test_gated_keeps_the_recipe_of_best_validation():
     assert res.seconds >= res.extra["seconds_chosen"] > 0
 
 
-def test_gated_norm_selects_among_recipes_and_normalizations():
-    from torch_geometric.data import Data
-    torch.manual_seed(1)
-    n = 40
-    y = torch.arange(n) % 2
-    data = Data(x=torch.randn(n, 4) + y[:, None].float(), y=y,
-                edge_index=torch.randint(0, n, (2, 160)), num_nodes=n)
-    train, val = (torch.zeros(n, dtype=torch.bool) for _ in range(2))
-    train[:16], val[16:28] = True, True
-    test = ~(train | val)
+def test_gated_norm_selects_among_recipes_and_normalizations(monkeypatch):
+    data, train, val, test = _two_class_task(40, 160, 16, 12, seed=1)
+    fit, seen = base._fit_gated_recipe, []
+
+    def spy(data, x, train, val, test, metric, cfg, seed):
+        seen.append(cfg["normalization"])
+        return fit(data, x, train, val, test, metric, cfg, seed)
+    monkeypatch.setattr(base, "_fit_gated_recipe", spy)
     bench = _load("structure")
     settings = dict(bench.METHODS["gated_norm"].settings, epochs=4, recipes=["preserve", "denoise"],
                     config=dict(gate_start=1, warmup=1))
     res = base.fit_gated(data, train, val, test, "accuracy", settings, seed=0)
     vals = res.extra["recipe_val"]
     assert list(vals) == ["preserve/row", "preserve/sym", "denoise/row", "denoise/sym"]
+    assert seen == ["row", "sym", "row", "sym"]              # each run got its normalization
     assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
     assert res.test == res.extra["recipe_test"][res.extra["recipe"]]

@@ -11,12 +11,17 @@ from graphsparse.structure import fit_structure, recipe_config
 from graphsparse.structure.train import build_structure_model
 
 
-def test_knn_candidates_join_the_competition_and_are_marked_new():
+def _random_graph(n, num_features, num_edges):
+    """Seeded features and a random edge list without self-loops."""
     torch.manual_seed(0)
+    x = torch.randn(n, num_features)
+    ei = torch.randint(0, n, (2, num_edges))
+    return x, ei[:, ei[0] != ei[1]]
+
+
+def test_knn_candidates_join_the_competition_and_are_marked_new():
     n = 30
-    x = torch.randn(n, 4)
-    ei = torch.randint(0, n, (2, 60))
-    ei = ei[:, ei[0] != ei[1]]
+    x, ei = _random_graph(n, 4, 60)
     knn = knn_candidates(x, 3)
     adj = GatedAdjacency(ei, n, candidates=knn, groups="row", normalization="row")
     keys = set(map(tuple, adj.edge_index.t().tolist()))
@@ -139,11 +144,8 @@ def test_residual_gcn_without_neighbours_is_its_mlp():
 
 
 def test_residual_recipe_builds_the_residual_model_and_knn_adds_candidates():
-    torch.manual_seed(0)
     n = 40
-    x = torch.randn(n, 6)
-    ei = torch.randint(0, n, (2, 100))
-    ei = ei[:, ei[0] != ei[1]]
+    x, ei = _random_graph(n, 6, 100)
     cfg = recipe_config("preserve+residual", dict(knn=3))
     model = build_structure_model(6, 2, ei, n, cfg, x)
     assert isinstance(model, GatedResGCN) and model.hidden_channels == cfg["hidden"]
