@@ -68,7 +68,7 @@ class Candidates(NamedTuple):
     pair: Optional[Tensor]        # [E] undirected pair of each edge (symmetric only)
     pair_rep: Optional[Tensor]    # [P] one edge of each pair (symmetric only)
     weight: Optional[Tensor]      # [E] input strengths (None: all ones)
-    input_to_cand: Tensor         # [E_in] candidate of every input edge
+    input_to_cand: Tensor         # [E_in] candidate of every input edge (int32 below 2^31)
     input_id: Tensor              # [E] first input position of every candidate, -1 if none
     cand_id: Optional[Tensor] = None   # [E_b] a batch's candidates: ids among the stored ones
     node_id: Optional[Tensor] = None   # [N_b] a batch's nodes: their global ids
@@ -136,5 +136,7 @@ def build_candidates(edge_index: Tensor, edge_weight: Optional[Tensor], num_node
     input_id = torch.full((ei.size(1),), ei_in.size(1), dtype=torch.long, device=ei.device)
     input_id = input_id.scatter_reduce(0, input_to_cand, positions, reduce="amin")
     input_id = torch.where(input_id == ei_in.size(1), torch.full_like(input_id, -1), input_id)
+    if max(ei.size(1), ei_in.size(1)) < 2**31:     # 4 bytes per edge each instead of 8
+        input_to_cand, input_id = input_to_cand.int(), input_id.int()
     return Candidates(ei, num_nodes, beta0_row, beta0_col, pair, pair_rep, w, input_to_cand,
                       input_id)

@@ -88,9 +88,23 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
 
 
 def _spmm(a: Tensor, h: Tensor) -> Tensor:
-    # addmm into an uninitialized output (beta=0 never reads it): on the CPU
-    # torch.sparse.mm(a, h) allocates the [N, C] result twice.
-    return torch.addmm(h.new_empty(a.size(0), h.size(1)), a, h, beta=0.0)
+    # addmm into an uninitialized output that is also its own `out` (beta=0
+    # never reads it): torch.sparse.mm(a, h) allocates the [N, C] result
+    # twice, and on the CPU addmm into a fresh result copies `self` into it
+    # first (measured there; other devices keep the plain call).
+    out = h.new_empty(a.size(0), h.size(1))
+    if h.device.type == "cpu":
+        return torch.addmm(out, a, h, beta=0.0, out=out)
+    return torch.addmm(out, a, h, beta=0.0)
+
+
+def _spmv(a: Tensor, v: Tensor, out: Tensor) -> Tensor:
+    # A v written into out ([N]): the [N, 1] product of _spmm, no allocation on the CPU
+    if v.device.type != "cpu":
+        return out.copy_(_spmm(a, v.unsqueeze(1)).view(-1))
+    o = out.unsqueeze(1)
+    torch.addmm(o, a, v.unsqueeze(1), beta=0.0, out=o)
+    return out
 
 
 def _row_pointers(index: Tensor, num_nodes: int) -> Tensor:
@@ -145,12 +159,13 @@ _CHUNK_VALUES = 1 << 20     # gathered values per chunk of the chunked SDDMM (4 
 
 
 def _sddmm(grad: Tensor, h: Tensor, crow_t: Tensor, col_t: Tensor, perm_t: Optional[Tensor],
-           weight: Tensor, chunked: bool = False) -> Tensor:
+           weight: Tensor, chunked: bool = False, out: Optional[Tensor] = None) -> Tensor:
     r""":math:`\partial L / \partial w_e = \langle g_{\mathrm{dst}[e]},
-    h_{\mathrm{src}[e]}\rangle` for every edge, in edge order. On the CPU
-    ``torch.sparse.sampled_addmm`` on the transposed pattern; elsewhere (or
-    ``chunked``) chunks of edges, so that at most ``2 x _CHUNK_VALUES``
-    gathered values are alive at once."""
+    h_{\mathrm{src}[e]}\rangle` for every edge, in edge order (added into
+    ``out`` when given). On the CPU ``torch.sparse.sampled_addmm`` on the
+    transposed pattern (``weight``: any ``[E]`` values, only its pattern is
+    read); elsewhere (or ``chunked``) chunks of edges, so that at most
+    ``2 x _CHUNK_VALUES`` gathered values are alive at once."""
     num_nodes, e = h.size(0), col_t.numel()
     # sampled_addmm fails on more entries than an N x N matrix has (duplicates).
     if not chunked and h.device.type == "cpu" and e <= num_nodes * num_nodes:
@@ -164,6 +179,8 @@ def _sddmm(grad: Tensor, h: Tensor, crow_t: Tensor, col_t: Tensor, perm_t: Optio
         for i in range(0, e, step):
             torch.linalg.vecdot(grad.index_select(0, col_t[i:i + step]),
                                 h.index_select(0, src[i:i + step]), out=vals[i:i + step])
+    if out is not None:
+        return out.add_(vals) if perm_t is None else out.index_add_(0, perm_t, vals)
     if perm_t is None:
         return vals
     return torch.empty_like(vals).index_copy_(0, perm_t, vals)
@@ -200,18 +217,23 @@ class _SparseAggregate(torch.autograd.Function):
 class _LinearAggregate(torch.autograd.Function):
     # out = A x W^T, associated so that the sparse products run on the
     # narrower side: (A x) W^T when C_in < C_out, else A (x W^T). Keeps x
-    # (which a linear layer keeps anyway) and, in the first order, A x;
-    # never the [N, C_out] product x W^T, which the SDDMM recomputes.
+    # (which a linear layer keeps anyway), or in the first order with fixed
+    # weights A x only; never the [N, C_out] product x W^T, which the SDDMM
+    # recomputes.
     @staticmethod
     def forward(ctx, x: Tensor, lin_weight: Tensor, weight: Tensor, pattern: _Pattern,
                 chunked: bool) -> Tensor:
         a = _csr(pattern.crow, pattern.col, weight.index_select(0, pattern.perm), x.size(0))
-        ctx.transposed, ctx.chunked = (pattern.crow_t, pattern.col_t, pattern.perm_t), chunked
+        ctx.pattern, ctx.chunked = pattern, chunked
         ctx.narrow_input = lin_weight.size(1) < lin_weight.size(0)
         if ctx.narrow_input:
             ax = _spmm(a, x)
-            ctx.save_for_backward(x if ctx.needs_input_grad[2] else None, lin_weight, weight,
-                                  ax if ctx.needs_input_grad[1] else None)
+            # Learned weights keep x for their SDDMM and recompute A x for the
+            # linear layer's gradient (one product C_in wide) rather than keep
+            # both; fixed weights keep A x only.
+            learned = ctx.needs_input_grad[2]
+            ctx.save_for_backward(x if learned else None, lin_weight, weight,
+                                  ax if ctx.needs_input_grad[1] and not learned else None)
             return ax.matmul(lin_weight.t())
         ctx.save_for_backward(x, lin_weight, weight, None)
         return _spmm(a, x.matmul(lin_weight.t()))
@@ -220,7 +242,8 @@ class _LinearAggregate(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         x, lin_weight, weight, ax = ctx.saved_tensors
-        crow_t, col_t, perm_t = ctx.transposed
+        pattern = ctx.pattern
+        crow_t, col_t, perm_t = pattern.crow_t, pattern.col_t, pattern.perm_t
         grad = grad.contiguous()
         w_t = weight if perm_t is None else weight.index_select(0, perm_t)
         grad_x = grad_lin = grad_w = None
@@ -228,9 +251,15 @@ class _LinearAggregate(torch.autograd.Function):
         def transposed_product(g: Tensor) -> Tensor:          # A^T g
             return _spmm(_csr(crow_t, col_t, w_t, g.size(0)), g)
         if ctx.narrow_input:                 # out = (A x) W^T: products C_in wide
-            g_in = grad.matmul(lin_weight)                      # dL/d(A x)
             if ctx.needs_input_grad[1]:
+                if ax is None:                                  # learned weights: recomputed
+                    ax = _spmm(_csr(pattern.crow, pattern.col,
+                                    weight.index_select(0, pattern.perm), x.size(0)), x)
                 grad_lin = grad.t().matmul(ax)
+                del ax
+            if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]):
+                return None, grad_lin, None, None, None     # a first layer on a fixed graph
+            g_in = grad.matmul(lin_weight)                      # dL/d(A x)
             if ctx.needs_input_grad[2]:
                 grad_w = _sddmm(g_in, x, crow_t, col_t, perm_t, w_t, ctx.chunked)
             if ctx.needs_input_grad[0]:
@@ -327,12 +356,14 @@ def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_wei
     the narrower side: :math:`(A X) W^\top` when ``C_in < C_out`` (e.g. a
     first layer from 100 features to 256), else :math:`A (X W^\top)`.
 
-    Autograd keeps the layer's input :math:`X` (as the linear layer alone
-    would; in the first order also :math:`A X`, the linear layer's input
-    there), never the ``[N, C_out]`` product :math:`X W^\top`: the SDDMM of
-    the edge weights' gradient recomputes it (one matrix product per
-    backward pass), or, in the first order, needs only :math:`X`:
-    :math:`\partial L / \partial w_{ji} = \langle (G W)_i, \mathbf{x}_j \rangle`.
+    Autograd keeps one ``[N, C]`` tensor, never the ``[N, C_out]`` product
+    :math:`X W^\top`: the layer's input :math:`X` (as the linear layer alone
+    would), from which the SDDMM of the edge weights' gradient recomputes
+    :math:`X W^\top` (one matrix product per backward pass). In the first
+    order, :math:`\partial L / \partial w_{ji} = \langle (G W)_i, \mathbf{x}_j \rangle`
+    needs only :math:`X`, and the linear layer's gradient :math:`G^\top (A X)`
+    recomputes :math:`A X` (one product ``C_in`` wide); with fixed weights it
+    keeps :math:`A X` alone.
 
     Args:
         x (Tensor): ``[N, C_in]`` node features.

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import pnorm_penalty, sparse_gate
+from ..core import sparse_gate
 from ..core.gate import ACTIVATIONS
-from ..utils.validation import check_choice, check_finite, check_positive_int
+from ..core.penalty import ragged_pnorm_penalty
+from ..utils.validation import check_choice, check_finite, check_p, check_positive_int
 from ._gate import gate_product
 from ._inputs import Candidates as _Candidates
 from ._inputs import as_edge_list, build_candidates, first_of_each
@@ -33,11 +34,13 @@ ZERO_SHARE_TO_DROP = 0.25
 
 
 def _normalize_edges(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
-                    normalization: str, num_iters: int = 10) -> Tensor:
+                    normalization: str, num_iters: int = 10,
+                    edge_index: Optional[Tensor] = None) -> Tensor:
     """Dispatches to the normalizations of :mod:`~graphsparse.graph.norm` and
     :mod:`~graphsparse.graph.sinkhorn` (no input checks: the hot path)."""
     if normalization in ("sinkhorn", "balanced"):
-        return _sinkhorn(row, col, weight, num_nodes, num_iters, normalization == "balanced")
+        return _sinkhorn(row, col, weight, num_nodes, num_iters, normalization == "balanced",
+                         edge_index=edge_index)
     if normalization == "row":
         return _row_norm(row, weight, num_nodes)
     if normalization == "sym":
@@ -119,7 +122,9 @@ class GatedAdjacency(nn.Module):
     **Alignment with the input edges.** The candidates :attr:`edge_index` are
     the input edges coalesced (sorted, duplicates merged) plus the added
     self-loops. :attr:`input_id` ``[E_cand]`` holds the position in the input
-    ``edge_index`` of every candidate (``-1`` for an added self-loop);
+    ``edge_index`` of every candidate (``-1`` for an added self-loop; int32
+    below :math:`2^{31}` edges, like :attr:`input_to_cand`, the candidate of
+    every input edge);
     ``adj(return_edge_id=True)`` also returns the candidate id of every
     surviving edge, so ``adj.input_id[edge_id]`` are their input positions
     (to gather ``edge_attr``, a loader's ``e_id``, or to put an explainer's
@@ -486,7 +491,7 @@ class GatedAdjacency(nn.Module):
             full = weight.new_zeros(cand.edge_index.size(1))
             weight = full.index_copy(0, gated, weight).index_copy(0, loops, top)
         weight = _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
-                                  self.num_iters)
+                                  self.num_iters, cand.edge_index)
         if self.mix_logit is not None:   # (1 - t) I + t S: row and column sums kept
             t = torch.sigmoid(self.mix_logit).to(weight.dtype)
             loops = (self.loop_id if cand.edge_index is self.edge_index   # precomputed
@@ -706,7 +711,7 @@ class GatedAdjacency(nn.Module):
         num_local = n_id.numel()
         local = torch.full((self.num_nodes,), -1, dtype=torch.long, device=n_id.device)
         local[n_id] = torch.arange(num_local, device=n_id.device)
-        ids = self.input_to_cand.index_select(0, e_id)
+        ids = self.input_to_cand.index_select(0, e_id).long()
         if self.symmetric:                   # both directions of every sampled pair
             assert self.reverse_id is not None
             ids = torch.cat([ids, self.reverse_id.index_select(0, ids)])
@@ -801,8 +806,8 @@ class GatedAdjacency(nn.Module):
             cand, values = batch, self._values(x, batch)
         else:
             cand, values = self._evaluate(x, edge_index)
-        total = (pnorm_penalty(values, cand.row, cand.num_nodes, p, validate=False)
-                 + pnorm_penalty(values, cand.col, cand.num_nodes, p, validate=False))
+        # rows and columns in one pass: |a|^p and its slope computed once
+        total = ragged_pnorm_penalty(values, (cand.row, cand.col), cand.num_nodes, check_p(p))
         return total / max(cand.num_nodes, 1) if reduction == "mean" else total
 
     @property

@@ -16,7 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from ..core import group_reduce
 from ..utils.validation import check_positive_int
-from ._ops import scale_edges
+from ._ops import _cached_pattern, _csr, _Pattern, _pattern, _sddmm, _spmv, scale_edges
 from ._validate import check_graph
 from .norm import inv_degree
 
@@ -72,41 +72,101 @@ def _inv_(d: Tensor, exponent: float, eps: float, out: Tensor, alive: Tensor) ->
     return out.reciprocal_() if exponent == 1.0 else out.rsqrt_()
 
 
-class _Iterations:
-    """Sinkhorn on cumulative per-node scalings ``p, q`` (the iterate is
-    ``weight * p[row] * q[col]``), in place in buffers allocated once, so
-    that the iterations allocate no ``[E]`` tensor (a loop that does lets
-    the allocator's heap grow with the iterations)."""
+# Below this rank the CPU SDDMM (sampled_addmm) runs a scalar loop, about as
+# slow per column as a whole product of rank 8 (measured on 5M edges: 45 ms
+# per column below 8, 70-100 ms for ranks 8-20): fewer columns are padded.
+_SDDMM_MIN_RANK = 8
+
+
+class _EdgeOps:
+    r"""The three products of Sinkhorn on the fixed weights :math:`W`
+    (:math:`W_{\mathrm{row}(e), \mathrm{col}(e)} = w_e`, duplicates adding up):
+    :math:`W v` (:meth:`rows`), :math:`W^\top v` (:meth:`cols`), both CSR
+    sparse-matrix-vector products (one pass over the edges, no ``[E]``
+    temporary), and the sampled product
+    :math:`\langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle` for every
+    edge (:meth:`sampled`, an SDDMM). Weights of another dtype than
+    float32/float64 (no MKL kernel) take gathers and scatter-sums."""
 
     def __init__(self, row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
-                 balanced: bool, eps: float) -> None:
+                 pattern: _Pattern) -> None:
         self.row, self.col, self.weight, self.n = row, col, weight, num_nodes
-        self.balanced, self.eps = balanced, eps
-        self.exponent = 0.5 if balanced else 1.0
-        self.buf = weight.new_empty(weight.numel())
-        self.s = weight.new_empty(num_nodes)
-        self.alive = torch.empty(num_nodes, dtype=torch.bool, device=weight.device)
+        self.pattern = pattern
+        self.csr = weight.dtype in (torch.float32, torch.float64)
+        self._a: Optional[Tensor] = None       # the CSR matrices, built on first use
+        self._a_t: Optional[Tensor] = None
 
-    def _sum(self, factor: Tensor, by_factor: Tensor, by: Tensor, out: Tensor) -> Tensor:
-        # out = sum over the edges grouped by `by` of weight * factor[by_factor]
-        torch.index_select(factor, 0, by_factor, out=self.buf).mul_(self.weight)
-        return out.zero_().index_add_(0, by, self.buf)
+    def rows(self, v: Tensor, out: Tensor) -> Tensor:
+        r""":math:`(W v)_i = \sum_j w_{ij} v_j`, written into ``out`` ``[N]``."""
+        if not self.csr:
+            msg = v.index_select(0, self.col).mul_(self.weight)
+            return out.zero_().index_add_(0, self.row, msg)
+        if self._a is None:
+            p = self.pattern
+            self._a = _csr(p.crow, p.col, self.weight.index_select(0, p.perm), self.n)
+        return _spmv(self._a, v, out)
+
+    def cols(self, v: Tensor, out: Tensor) -> Tensor:
+        r""":math:`(W^\top v)_j = \sum_i w_{ij} v_i`, written into ``out`` ``[N]``."""
+        if not self.csr:
+            msg = v.index_select(0, self.row).mul_(self.weight)
+            return out.zero_().index_add_(0, self.col, msg)
+        if self._a_t is None:
+            p = self.pattern
+            w_t = self.weight if p.perm_t is None else self.weight.index_select(0, p.perm_t)
+            self._a_t = _csr(p.crow_t, p.col_t, w_t, self.n)
+        return _spmv(self._a_t, v, out)
+
+    def release(self) -> None:
+        """Frees the CSR values (an ``[E]`` vector each)."""
+        self._a = self._a_t = None
+
+    def add_sampled(self, out: Tensor, a: Tensor, b: Tensor, rank: int) -> Tensor:
+        r"""``out[e] += sum_{k < rank} a[row(e), k] b[col(e), k]`` (an SDDMM
+        from ``[N, R]`` factors), in edge order; returns ``out``. Below
+        ``_SDDMM_MIN_RANK`` the factors' next columns are zeroed and taken
+        along (``R`` must allow it)."""
+        if rank < _SDDMM_MIN_RANK:
+            a[:, rank:_SDDMM_MIN_RANK].zero_()
+            b[:, rank:_SDDMM_MIN_RANK].zero_()
+            rank = _SDDMM_MIN_RANK
+        a, b = a[:, :rank], b[:, :rank]
+        p = self.pattern
+        # contiguous [N, R] rows (strided factors make the product several times slower)
+        return _sddmm(a.contiguous(), b.contiguous(), p.crow_t, p.col_t, p.perm_t,
+                      self.weight, chunked=not self.csr, out=out)
+
+
+class _Iterations:
+    r"""Sinkhorn on cumulative per-node scalings ``p, q`` (the iterate is
+    ``weight * p[row] * q[col]``): every half-step is one sparse
+    matrix-vector product with the fixed weights, the row sums of the
+    iterate being :math:`p \circ (W q)` and its column sums
+    :math:`q \circ (W^\top p)`."""
+
+    def __init__(self, ops: _EdgeOps, balanced: bool, eps: float) -> None:
+        self.ops, self.balanced, self.eps = ops, balanced, eps
+        self.exponent = 0.5 if balanced else 1.0
+        weight = ops.weight
+        self.s = weight.new_empty(ops.n)
+        self.alive = torch.empty(ops.n, dtype=torch.bool, device=weight.device)
 
     def step(self, p: Tensor, q: Tensor, d_r: Tensor, d_c: Tensor) -> None:
-        """One iteration: updates ``p, q`` in place, writes the inverted degrees."""
-        self._sum(q, self.col, self.row, d_r).mul_(p)
+        """One iteration: updates ``p, q`` in place, writes the degrees."""
+        self.ops.rows(q, d_r).mul_(p)
         if self.balanced:
-            self._sum(p, self.row, self.col, d_c).mul_(q)
+            self.ops.cols(p, d_c).mul_(q)
             p.mul_(_inv_(d_r, 0.5, self.eps, self.s, self.alive))
             q.mul_(_inv_(d_c, 0.5, self.eps, self.s, self.alive))
             return
         p.mul_(_inv_(d_r, 1.0, self.eps, self.s, self.alive))
-        self._sum(p, self.row, self.col, d_c).mul_(q)
+        self.ops.cols(p, d_c).mul_(q)
         q.mul_(_inv_(d_c, 1.0, self.eps, self.s, self.alive))
 
     def output(self, p: Tensor, q: Tensor) -> Tensor:
-        out = torch.index_select(p, 0, self.row).mul_(self.weight)
-        return out.mul_(torch.index_select(q, 0, self.col, out=self.buf))
+        ops = self.ops
+        out = torch.index_select(p, 0, ops.row).mul_(ops.weight)
+        return out.mul_(torch.index_select(q, 0, ops.col))
 
 
 def _checkpointed(it: _Iterations, lengths: List[int], pq: Tensor, deg: Tensor,
@@ -121,26 +181,41 @@ def _checkpointed(it: _Iterations, lengths: List[int], pq: Tensor, deg: Tensor,
             it.step(pq[0], pq[1], deg[0], deg[1])
 
 
+def _edge_ops(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
+              edge_index: Optional[Tensor]) -> _EdgeOps:
+    # The CSR pattern of the candidates is built once and shared with the
+    # propagation (weighted_aggregate) when the edge_index tensor is given.
+    pattern = (_cached_pattern(edge_index, num_nodes) if edge_index is not None
+               else _pattern(col, row, num_nodes))
+    return _EdgeOps(row, col, weight, num_nodes, pattern)
+
+
 class _SinkhornFunction(torch.autograd.Function):
     r"""Sinkhorn on cumulative per-node scalings: the iterate after ``k``
-    iterations is :math:`w_e P^{(k)}_{\mathrm{row}(e)} Q^{(k)}_{\mathrm{col}(e)}`.
+    iterations is :math:`w_e P^{(k)}_{\mathrm{row}(e)} Q^{(k)}_{\mathrm{col}(e)}`,
+    and each half-step is one sparse matrix-vector product with the fixed
+    weights (``P <- P / (P (W Q))``, ``Q <- Q / (Q (W^T P))``).
     Forward keeps :math:`P, Q` and the degrees of every iteration when those
     :math:`4NK` values are at most ``E`` (:func:`_stores_all`). Otherwise it
     keeps one block of :math:`B \approx \sqrt{2K}` iterations' worth
     (:func:`_segments`: segments of ``B, B - 1, ...`` iterations, the
     scalings at their starts), and backward recomputes each segment's
     degrees from its checkpoint, last segment first, into the block slots of
-    the checkpoints it no longer needs. Backward is the exact reverse pass
-    of the unrolled half-steps; the per-edge iterates are recomputed from
-    ``weight`` on the fly and the scalings before a step are the ones after
-    it divided by the step's factors. Saved: ``weight`` and
-    :math:`\min(4NK, E)` or :math:`2NB` values; time with checkpoints: one
-    extra forward pass."""
+    the checkpoints it no longer needs.
+
+    Backward is the exact reverse pass of the unrolled half-steps, in
+    :math:`O(N)` vectors: a half-step :math:`d = P \circ (W Q)`,
+    :math:`P' = P\, s(d)` sends :math:`\bar P = \bar P' (s + s'(d)\, d)`,
+    :math:`\bar Q \mathrel{+}= W^\top u` with :math:`u = \bar P' P^2 s'(d)`,
+    and to the weights the rank-one term :math:`u_i Q_j`; the rank-one terms
+    of a segment are summed over the edges by one sampled product (SDDMM)
+    of rank two per iteration. Saved: ``weight`` and :math:`\min(4NK, E)` or
+    :math:`2NB` values; time with checkpoints: one extra forward pass."""
 
     @staticmethod
     def forward(ctx, weight: Tensor, row: Tensor, col: Tensor, num_nodes: int, num_iters: int,
-                balanced: bool, eps: float) -> Tensor:
-        it = _Iterations(row, col, weight, num_nodes, balanced, eps)
+                balanced: bool, eps: float, edge_index: Optional[Tensor]) -> Tensor:
+        it = _Iterations(_edge_ops(row, col, weight, num_nodes, edge_index), balanced, eps)
         # Every iteration's 4N values when they are at most one [E] vector;
         # else checkpoints, the segments recomputed backward.
         store_all = _stores_all(num_iters, num_nodes, weight.numel())
@@ -160,6 +235,7 @@ class _SinkhornFunction(torch.autograd.Function):
             _checkpointed(it, lengths, pq[0], deg[0], block)
         ctx.num_nodes, ctx.num_iters, ctx.balanced, ctx.eps = num_nodes, num_iters, balanced, eps
         ctx.store_all, ctx.lengths = store_all, lengths
+        ctx.edge_index = edge_index      # for the cached pattern; not differentiated
         ctx.consumed = False
         if store_all:
             ctx.save_for_backward(weight, row, col, pq, deg)
@@ -167,7 +243,7 @@ class _SinkhornFunction(torch.autograd.Function):
             # On ctx, not saved: backward overwrites it (and recomputes it
             # for a second backward).
             ctx.block = block
-            ctx.save_for_backward(weight, row, col)
+            ctx.save_for_backward(weight, row, col, pq[0])   # and the final scalings
         return it.output(pq[-1, 0], pq[-1, 1])
 
     @staticmethod
@@ -175,33 +251,44 @@ class _SinkhornFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         weight, row, col, *saved = ctx.saved_tensors
         n, balanced, eps = ctx.num_nodes, ctx.balanced, ctx.eps
-        it = _Iterations(row, col, weight, n, balanced, eps)
-        tmp = it.buf
+        ops = _edge_ops(row, col, weight, n, ctx.edge_index)
+        it = _Iterations(ops, balanced, eps)
         exponent = it.exponent
-        zero = weight == 0                     # one mask for every half-step
+        zero = weight == 0
+        # The zeros' own gradient would only flow back to themselves: dropped.
         g = grad.masked_fill(zero, 0.0)
         if ctx.store_all:
             pq, deg = saved                    # every iteration's scalings and degrees
+            p_k, q_k = pq[-1, 0], pq[-1, 1]
         else:
+            p_k, q_k = saved[0]                # the final scalings
             block = ctx.block
             pq = weight.new_empty(2, 2, n)     # the scalings after and before a step
             if ctx.consumed:                   # a second backward (retain_graph=True)
                 _checkpointed(it, ctx.lengths, pq[0].fill_(1.0), pq[1], block)
             ctx.consumed = True
-        # Every N-sized temporary is allocated once: a loop that allocates
-        # lets the allocator's heap grow with the iterations.
+        # out = w p[row] q[col]: the weights' own term and the scalings' gradients
+        grad_w = torch.index_select(p_k, 0, row).mul_(g).mul_(torch.index_select(q_k, 0, col))
+        gw = _EdgeOps(row, col, g.mul_(weight), n, ops.pattern)
+        p_bar = gw.rows(q_k, weight.new_empty(n))
+        gw.release()                           # one [E] vector of CSR values at a time
+        q_bar = gw.cols(p_k, weight.new_empty(n))
+        del gw
+        tmp = g                                # free now: scratch for the last gathers
+        # The rank-one terms u_i v_j of the half-steps (two per iteration),
+        # summed over the edges by one SDDMM whenever the buffers are full:
+        # [N, cap] each (the layout of the SDDMM), at most E/2 values in all.
+        cap = max(_SDDMM_MIN_RANK, min(2 * ctx.num_iters, weight.numel() // (4 * n)))
+        us, vs = weight.new_empty(n, cap), weight.new_empty(n, cap)
+        # contiguous, for the products (every N-sized temporary is allocated
+        # once: a loop that allocates lets the allocator's heap grow)
+        u_r, v_c, prod = weight.new_empty(n), weight.new_empty(n), weight.new_empty(n)
+        fill = 0
         s = weight.new_empty(2, n)
         slope = weight.new_empty(2, n)
-        dd, dd_r = weight.new_empty(n), weight.new_empty(n)
+        keep = weight.new_empty(2, n)           # s + s'(d) d: what a scaling passes back
         alive = it.alive
         one = torch.ones((), dtype=weight.dtype, device=weight.device)
-
-        def gather(v: Tensor, index: Tensor) -> Tensor:
-            return torch.index_select(v, 0, index, out=tmp)
-
-        def sum_into(index: Tensor) -> Tensor:
-            return dd.zero_().index_add_(0, index, tmp)
-
         for seg in reversed(range(len(ctx.lengths))):
             steps = ctx.lengths[seg]
             if not ctx.store_all:
@@ -213,15 +300,19 @@ class _SinkhornFunction(torch.autograd.Function):
                     pq[1].copy_(block[ctx.lengths[0] - seg])
                 else:
                     pq[1].fill_(1.0)
-                deg = block[:steps]                    # the inverted degrees of the segment
+                deg = block[:steps]
                 for j in range(steps):
                     it.step(pq[1, 0], pq[1, 1], deg[j, 0], deg[j, 1])
             for j in reversed(range(steps)):
+                if fill + 2 > cap:
+                    ops.add_sampled(grad_w, us, vs, fill)
+                    fill = 0
                 for i in range(2):
                     # s = d^-e and ds/dd = -e s / d above eps; 1 and 0 below.
                     _inv_(deg[j, i], exponent, eps, s[i], alive)
                     torch.where(alive, deg[j, i], one, out=slope[i])
                     slope[i].reciprocal_().mul_(s[i]).mul_(-exponent).mul_(alive)
+                    torch.addcmul(s[i], slope[i], deg[j, i], out=keep[i])
                 r, c = s[0], s[1]
                 if ctx.store_all:
                     (p_old, q_old), (p_new, q_new) = pq[j], pq[j + 1]
@@ -232,38 +323,64 @@ class _SinkhornFunction(torch.autograd.Function):
                     torch.div(p_new, r, out=p_old)
                     torch.div(q_new, c, out=q_old)
                 if balanced:
-                    # a_k = a_{k-1} r[row] c[col], r and c from the sums of a_{k-1}:
-                    # d(sum_row)/.. = p_old * sum_row(g w q_new[col]), and alike.
-                    gather(q_new, col).mul_(weight).mul_(g)
-                    dd_r.copy_(sum_into(row).mul_(p_old).mul_(slope[0]))
-                    gather(p_new, row).mul_(weight).mul_(g)
-                    dd_c = sum_into(col).mul_(q_old).mul_(slope[1])
-                    g.mul_(gather(r, row)).mul_(gather(c, col)).masked_fill_(zero, 0.0)
-                    g.add_(gather(dd_r, row)).add_(gather(dd_c, col))
+                    # d_r = p_old (W q_old), d_c = q_old (W^T p_old); p_new = p_old
+                    # s(d_r), q_new = q_old s(d_c)
+                    torch.mul(p_bar, slope[0], out=u_r).mul_(p_old).mul_(p_old)
+                    torch.mul(q_bar, slope[1], out=v_c).mul_(q_old).mul_(q_old)
+                    us[:, fill].copy_(p_old)
+                    vs[:, fill].copy_(v_c)
+                    us[:, fill + 1].copy_(u_r)
+                    vs[:, fill + 1].copy_(q_old)
+                    p_bar.mul_(keep[0]).add_(ops.rows(v_c, prod))
+                    q_bar.mul_(keep[1]).add_(ops.cols(u_r, prod))
                 else:
-                    # Column half-step: input w p_new[row] q_old[col], scaled by c[col].
-                    gather(p_new, row).mul_(weight).mul_(g)
-                    sum_into(col).mul_(q_old).mul_(slope[1])
-                    g.mul_(gather(c, col)).masked_fill_(zero, 0.0).add_(gather(dd, col))
-                    # Row half-step: input w p_old[row] q_old[col], scaled by r[row].
-                    gather(q_old, col).mul_(weight).mul_(g)
-                    sum_into(row).mul_(p_old).mul_(slope[0])
-                    g.mul_(gather(r, row)).masked_fill_(zero, 0.0).add_(gather(dd, row))
-        # Each masked_fill dropped the zeros' own gradient, which would only
-        # flow back to themselves; what remains at the zeros is what the first
-        # degrees send them, as under plain autograd.
-        return g, None, None, None, None, None, None
+                    # column half-step: d_c = q_old (W^T p_new), q_new = q_old s(d_c)
+                    torch.mul(q_bar, slope[1], out=v_c).mul_(q_old).mul_(q_old)
+                    us[:, fill].copy_(p_new)
+                    vs[:, fill].copy_(v_c)
+                    q_bar.mul_(keep[1])
+                    p_bar.add_(ops.rows(v_c, prod))
+                    # row half-step: d_r = p_old (W q_old), p_new = p_old s(d_r)
+                    torch.mul(p_bar, slope[0], out=u_r).mul_(p_old).mul_(p_old)
+                    us[:, fill + 1].copy_(u_r)
+                    vs[:, fill + 1].copy_(q_old)
+                    p_bar.mul_(keep[0])
+                    q_bar.add_(ops.cols(u_r, prod))
+                fill += 2       # in the order of this pass: the row half-step's term last
+        # As under plain autograd with structural zeros: a zero is rescaled to
+        # zero by every half-step, so only what the first half-step's degrees
+        # (both degrees of a first balanced step) send reaches it: the last
+        # terms written.
+        # The first half-step's scalings are ones: its terms are u_r[row]
+        # (and, balanced, v_c[col]), one gather each.
+        u_first = us[:, fill - 1].clone()
+        v_first = vs[:, fill - 2].clone() if balanced else None
+        rest = fill - (2 if balanced else 1)
+        if rest > 0:
+            ops.add_sampled(grad_w, us, vs, rest)
+        del us, vs
+        grad_w.masked_fill_(zero, 0.0)
+        grad_w.add_(torch.index_select(u_first, 0, row, out=tmp))
+        if v_first is not None:
+            grad_w.add_(torch.index_select(v_first, 0, col, out=tmp))
+        return grad_w, None, None, None, None, None, None, None
 
 
 def _sinkhorn(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int, num_iters: int,
-              balanced: bool, eps: Optional[float] = None) -> Tensor:
-    """The iterations, without input checks (the hot path of the modules)."""
+              balanced: bool, eps: Optional[float] = None,
+              edge_index: Optional[Tensor] = None) -> Tensor:
+    """The iterations, without input checks (the hot path of the modules).
+    ``edge_index``: the tensor whose rows are ``col`` and ``row``, for the CSR
+    pattern cached with it (else one is built per call)."""
     eps = _eps(weight, eps)
+    if weight.numel() == 0:
+        return weight.clone()
     if torch.is_grad_enabled() and weight.requires_grad:
         return _SinkhornFunction.apply(weight, row, col, num_nodes, num_iters, bool(balanced),
-                                       eps)
+                                       eps, edge_index)
     with torch.no_grad():
-        it = _Iterations(row, col, weight, num_nodes, bool(balanced), eps)
+        it = _Iterations(_edge_ops(row, col, weight, num_nodes, edge_index), bool(balanced),
+                         eps)
         pq = weight.new_ones(2, num_nodes)
         deg = weight.new_empty(2, num_nodes)
         for _ in range(num_iters):
@@ -348,7 +465,8 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
                                                      "sinkhorn")
     check_positive_int(num_iters, "num_iters", "sinkhorn")
     row, col = edge_index[1], edge_index[0]
-    out = _sinkhorn(row, col, edge_weight, num_nodes, num_iters, bool(balanced), eps)
+    out = _sinkhorn(row, col, edge_weight, num_nodes, num_iters, bool(balanced), eps,
+                    edge_index)
     if return_error:
         return out, sinkhorn_error(row, col, out, num_nodes, eps)
     return out

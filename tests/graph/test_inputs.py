@@ -33,6 +33,8 @@ def test_surviving_edge_ids_map_back_to_the_input_order(n, e, seed, loops):
     adj = _randomize(GatedAdjacency(ei, n, normalization="row"), seed)
     edge_index, weight, edge_id = adj(return_edge_id=True)
     assert torch.equal(edge_index, adj.edge_index[:, edge_id])
+    # 4-byte ids (8 bytes per edge less at scale); they index like int64 ones
+    assert adj.input_id.dtype == adj.input_to_cand.dtype == torch.int32
     pos = adj.input_id[edge_id]
     real = pos >= 0                                           # added self-loops have no input
     assert torch.equal(ei[:, pos[real]], edge_index[:, real])

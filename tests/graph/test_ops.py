@@ -234,7 +234,8 @@ def test_pattern_cache_drops_the_patterns_of_dead_edge_lists():
 @pytest.mark.parametrize("learned", [True, False])
 def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order, c_in, c_out, learned):
     """A X W^T with duplicates, zeros, an empty row and column; autograd keeps
-    X, W, the weights (and A X), not the [N, C_out] product X W^T."""
+    W, the weights and one [N, C] tensor (X, or A X in the first order with
+    fixed weights), not the [N, C_out] product X W^T."""
     n = 12
     ei, w = awkward_graph(n)
     if order == "coalesced":
@@ -259,6 +260,8 @@ def test_linear_aggregate_matches_dense_and_keeps_no_output(path, order, c_in, c
         torch.testing.assert_close(a, b)
     if path == "auto":
         assert not any(t is not None and t.shape == (n, c_out) for t in saved)
+        # one [N, C] tensor in all: X (learned weights: A X is recomputed) or A X
+        assert sum(t is not None and t.dim() == 2 and t.size(0) == n for t in saved) == 1
         torch.autograd.gradcheck(lambda *a: linear_aggregate(a[0], a[1], ei, a[2] if learned
                                                              else w, path), inputs)
 

@@ -241,3 +241,42 @@ def test_saved_memory_does_not_grow_with_the_iterations(balanced):
     one, many = saved(_sinkhorn, 1), saved(_sinkhorn, 100)
     assert many <= one + 2 * n * 2 * 10                      # 10 checkpoints of p and q
     assert saved(_sinkhorn_autograd, 100) > 50 * e           # what the test would catch
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_gather_path_equals_the_sparse_products(balanced, graph):
+    # bfloat16 weights have no MKL sparse product: the iterations take gathers
+    # and scatter-sums (and a chunked SDDMM backward); same function.
+    n = 30
+    edge_index = graph(n, 0.2)
+    w = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.1
+    w[::5] = 0.0
+    wb = w.bfloat16().requires_grad_()
+    w64 = wb.detach().double().requires_grad_()
+    out_b = sinkhorn(edge_index, wb, n, num_iters=3, balanced=balanced)
+    out_64 = sinkhorn(edge_index, w64, n, num_iters=3, balanced=balanced)
+    assert out_b.dtype == torch.bfloat16 and (out_b[w == 0] == 0).all()
+    torch.testing.assert_close(out_b.double(), out_64.detach(), rtol=3e-2, atol=1e-2)
+    gout = torch.randn(edge_index.size(1), dtype=torch.float64)
+    (out_b.double() * gout).sum().backward()
+    (out_64 * gout).sum().backward()
+    scale = w64.grad.abs().max()
+    torch.testing.assert_close(wb.grad.double() / scale, w64.grad / scale, rtol=0, atol=5e-2)
+
+
+def test_products_use_the_pattern_cached_with_the_edge_index(graph, monkeypatch):
+    # Given the edge_index tensor, forward and backward take the CSR pattern
+    # cached with it (the one the propagation uses): no sort per call.
+    from graphsparse.graph import _ops
+    n = 12
+    edge_index = graph(n, 0.3)
+    w = torch.rand(edge_index.size(1), dtype=torch.float64, requires_grad=True)
+    calls = []
+    build = _ops._pattern
+    monkeypatch.setattr(_ops, "_pattern", lambda *a: calls.append(1) or build(*a))
+    monkeypatch.setattr(sinkhorn_module, "_pattern", lambda *a: calls.append(1) or build(*a))
+    sinkhorn(edge_index, w, n, num_iters=4).sum().backward()
+    sinkhorn(edge_index, w, n, num_iters=4).sum().backward()
+    assert len(calls) == 1
+    _sinkhorn(edge_index[1], edge_index[0], w.detach(), n, 4, False)   # no edge_index: built
+    assert len(calls) == 2
