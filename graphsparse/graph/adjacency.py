@@ -115,7 +115,9 @@ class GatedAdjacency(nn.Module):
     ``groups="both"`` (required) :math:`\tilde A` is then symmetric, and stays
     so under ``"sym"``, ``"balanced"`` and ``"none"``.
 
-    Memory and time are :math:`O(E)` for the gate and
+    Memory is :math:`O(E)` for the gate and for Sinkhorn (whose backward
+    keeps :math:`O(N)` values per iteration, see
+    :func:`~graphsparse.graph.sinkhorn`), time :math:`O(E)` for the gate and
     :math:`O(E \cdot \text{num\_iters})` for Sinkhorn; nothing is
     :math:`N \times N`.
 
@@ -215,7 +217,7 @@ class GatedAdjacency(nn.Module):
     loop_id: Tensor
     self_loop_id: Tensor
     reverse_id: Optional[Tensor]
-    logit_prior: Tensor
+    logit_prior: Optional[Tensor]
     alpha: Optional[nn.Parameter]
     beta_row: Optional[nn.Parameter]
     beta_col: Optional[nn.Parameter]
@@ -295,8 +297,9 @@ class GatedAdjacency(nn.Module):
         self.register_buffer("reverse_id", _reverse_ids(cand.edge_index, self.num_nodes)
                              if self.symmetric else None, persistent=False)
         # An additive, non-learned prior on the logits of the stored candidates
-        # (see set_logit_prior); zeros: the paper's gate.
-        self.register_buffer("logit_prior", torch.zeros(cand.edge_index.size(1)))
+        # (see set_logit_prior); None until one is set (4 bytes per edge saved):
+        # the paper's gate.
+        self.register_buffer("logit_prior", None)
         beta_shape = (self.num_nodes,) if scorer is None else ()
         if scorer is None:
             n = cand.edge_index.size(1) if cand.pair_rep is None else cand.pair_rep.numel()
@@ -408,21 +411,36 @@ class GatedAdjacency(nn.Module):
     def set_logit_prior(self, prior: Optional[Tensor]) -> None:
         r"""Sets a constant prior :math:`\pi` (``[E]``, aligned with
         :attr:`edge_index`) added to the gate logits of the stored candidates,
-        :math:`\alpha_{ij} + \pi_{ij}`; ``None`` resets it to zero. It is a
-        buffer, not a parameter: no gradient flows into it. The structure
+        :math:`\alpha_{ij} + \pi_{ij}`; ``None`` removes it. It is a buffer
+        (:attr:`logit_prior`, ``None`` until a prior is set: 4 bytes per edge
+        only where one is used), not a parameter: no gradient flows into it. The structure
         trainer (:func:`~graphsparse.structure.fit_structure`, ``prior=``)
         sets it from the agreement of the endpoints' predicted class
         distributions, so that an edge whose endpoints disagree loses its row
         and column competitions without any per-edge parameter having to be
         fitted on the few training labels."""
         if prior is None:
-            self.logit_prior.zero_()
+            self.logit_prior = None
             return
-        if prior.shape != self.logit_prior.shape:
+        shape = (self.edge_index.size(1),)
+        if tuple(prior.shape) != shape:
             raise ValueError(f"'{self.__class__.__name__}.set_logit_prior' expects shape "
-                             f"{tuple(self.logit_prior.shape)} (got {tuple(prior.shape)})")
+                             f"{shape} (got {tuple(prior.shape)})")
         check_finite(prior, "prior")
+        if self.logit_prior is None:          # allocated on first use, then reused
+            self.logit_prior = self.beta0_row.new_empty(shape)
         self.logit_prior.copy_(prior)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # The prior exists only once set: follow the state being loaded.
+        key = prefix + "logit_prior"
+        if key in state_dict and self.logit_prior is None:
+            self.logit_prior = self.beta0_row.new_empty(state_dict[key].shape)
+        elif key not in state_dict:
+            self.logit_prior = None
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def _logits(self, x: Optional[Tensor],
                 cand: _Candidates) -> Tuple[Tensor, Optional[Tensor]]:
@@ -433,7 +451,8 @@ class GatedAdjacency(nn.Module):
         if cand.edge_index is self.edge_index:
             return logits, self.logit_prior
         if cand.cand_id is not None:       # a batch of the stored candidates
-            return logits, self.logit_prior.index_select(0, cand.cand_id)
+            prior = self.logit_prior
+            return logits, None if prior is None else prior.index_select(0, cand.cand_id)
         return logits, None
 
     def _raw_logits(self, x: Optional[Tensor], cand: _Candidates) -> Tensor:

@@ -421,16 +421,23 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
     .. math::
         A \leftarrow D_r^{-1/2} A D_c^{-1/2}.
 
-    Every operation is a scatter-sum or a gather over the ``E`` edges
-    (:math:`O(E)` time per iteration, never :math:`N \times N`). The iterate
-    after :math:`k` iterations is the input scaled by cumulative per-node
-    factors, :math:`A^{(k)}_{i,j} = P^{(k)}_i A_{i,j} Q^{(k)}_j`, so the
+    The iterate after :math:`k` iterations is the input scaled by cumulative
+    per-node factors, :math:`A^{(k)}_{i,j} = P^{(k)}_i A_{i,j} Q^{(k)}_j`, and
+    its row and column sums are :math:`P \circ (A Q)` and
+    :math:`Q \circ (A^\top P)`: every half-step is one sparse
+    matrix-vector product with the input weights (CSR, one pass over the
+    ``E`` edges, no ``[E]`` temporary; never :math:`N \times N`). The
     backward pass (a hand-written reverse pass, the exact gradient of the
-    unrolled iterations) keeps the input weights and :math:`O(N)` scalings
-    per iteration, at most one ``[E]`` vector of them; beyond that it keeps
-    :math:`O(N\sqrt{K})` checkpointed scalings and recomputes (one extra
-    forward pass). Its memory does not grow with :math:`K` in
-    units of ``E``. Not twice differentiable.
+    unrolled iterations) runs on :math:`O(N)` vectors, one product per
+    half-step, and sums the weights' rank-one terms over the edges with a
+    sampled dense-dense product (SDDMM) per buffer of them; it keeps the
+    input weights and :math:`O(N)` scalings per iteration, at most one
+    ``[E]`` vector of them; beyond that it keeps :math:`O(N\sqrt{K})`
+    checkpointed scalings and recomputes (one extra forward pass). Its
+    memory does not grow with :math:`K` in units of ``E``. The CSR pattern
+    is built once per ``edge_index`` tensor and shared with
+    :func:`~graphsparse.graph._ops.weighted_aggregate`. Not twice
+    differentiable.
 
     * Zero weights stay exactly zero (entries are only ever rescaled).
     * Rows and columns whose sum is ``<= eps`` are left as they are: their

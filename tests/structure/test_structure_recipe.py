@@ -48,7 +48,7 @@ def test_fixed_self_loop_is_row_max_and_gets_gradient():
 def test_gated_self_loops_default_unchanged():
     ei, n = star_and_path()
     adj = GatedAdjacency(ei, n)
-    assert adj.gate_self_loops and torch.count_nonzero(adj.logit_prior) == 0
+    assert adj.gate_self_loops and adj.logit_prior is None      # no prior: no [E] buffer
 
 
 def test_logit_prior_prunes_and_resets():
@@ -63,8 +63,27 @@ def test_logit_prior_prunes_and_resets():
     assert not any(p is adj.logit_prior for p in adj.parameters())
     adj.set_logit_prior(None)
     assert torch.allclose(adj.edge_values(), base)
+    assert adj.logit_prior is None
     with pytest.raises(ValueError, match="set_logit_prior"):
         adj.set_logit_prior(torch.zeros(3))
+
+
+def test_logit_prior_follows_the_state_dict():
+    # The buffer exists only once set; a state with a prior gives one to an
+    # adjacency without (and the weights it implies), a state without removes it.
+    ei, n = star_and_path()
+    with_prior = GatedAdjacency(ei, n, normalization="row", gate_self_loops=False)
+    prior = torch.zeros(with_prior.num_edges)
+    prior[0] = -8.0
+    with_prior.set_logit_prior(prior)
+    plain = GatedAdjacency(ei, n, normalization="row", gate_self_loops=False)
+    assert "logit_prior" not in plain.state_dict()
+    plain.load_state_dict(with_prior.state_dict())
+    torch.testing.assert_close(plain.logit_prior, prior)
+    torch.testing.assert_close(plain.edge_values(), with_prior.edge_values())
+    with_prior.load_state_dict(GatedAdjacency(ei, n, normalization="row",
+                                              gate_self_loops=False).state_dict())
+    assert with_prior.logit_prior is None
 
 
 def test_recipe_defaults_run_and_select_sparse_checkpoint():
@@ -91,7 +110,7 @@ def test_paper_training_still_available():
                min_sparsity=0.0, normalization="sinkhorn",
                distill=0.0, unit_init=False, init_noise=0.0, groups="both")
     res = fit_structure(x, ei, y, train, val, test, config=cfg, seed=0)
-    assert torch.count_nonzero(res.model.adjacency.logit_prior) == 0
+    assert res.model.adjacency.logit_prior is None                  # prior=None: none set
     assert res.model.adjacency.alpha.abs().sum() > 0
 
 
