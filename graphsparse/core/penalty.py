@@ -111,10 +111,12 @@ class _RaggedPNorm(torch.autograd.Function):
                 *indices: Tensor) -> Tensor:
         pw = _safe_pow_(a, p, eps)
         sums = [a.new_zeros(num_groups).index_add_(0, index, pw) for index in indices]
-        del pw
         ctx.p, ctx.eps = p, eps
         ctx.save_for_backward(a, *indices, *sums)
-        return torch.stack([s.pow(1.0 / p).sum() for s in sums]).sum()
+        total = sums[0].pow(1.0 / p).sum()
+        for s in sums[1:]:
+            total = total + s.pow(1.0 / p).sum()
+        return total
 
     @staticmethod
     @once_differentiable

@@ -201,6 +201,7 @@ class _SparseAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
     def backward(ctx, grad: Tensor):
         h, weight = ctx.saved_tensors
         crow_t, col_t, perm_t = ctx.transposed
@@ -240,6 +241,7 @@ class _LinearAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
     def backward(ctx, grad: Tensor):
         x, lin_weight, weight, ax = ctx.saved_tensors
         pattern = ctx.pattern
@@ -287,6 +289,7 @@ class _EdgeListAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
     def backward(ctx, grad: Tensor):
         h, weight, src, dst = ctx.saved_tensors
         grad_dst = grad.index_select(0, dst)                     # [E, C]

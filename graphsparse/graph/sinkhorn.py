@@ -248,6 +248,7 @@ class _SinkhornFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
     def backward(ctx, grad: Tensor):
         weight, row, col, *saved = ctx.saved_tensors
         n, balanced, eps = ctx.num_nodes, ctx.balanced, ctx.eps
@@ -366,6 +367,7 @@ class _SinkhornFunction(torch.autograd.Function):
         return grad_w, None, None, None, None, None, None, None
 
 
+@torch.compiler.disable   # one graph break, no recompilation per edge list
 def _sinkhorn(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int, num_iters: int,
               balanced: bool, eps: Optional[float] = None,
               edge_index: Optional[Tensor] = None) -> Tensor:

@@ -242,3 +242,28 @@ def test_forward_keep_returns_the_stored_candidates():
     assert torch.equal(eid, torch.arange(adj.num_edges))
     with pytest.raises(ValueError, match="zeros"):
         adj(zeros="some")
+
+
+@pytest.mark.parametrize("normalization", ["row", "sinkhorn"])
+def test_compiled_training_step_runs_and_equals_eager(normalization, graph):
+    # A regression: dynamo traced the sparse products' backward passes (and
+    # crashed on their CSR tensors); they are kept out of compiled graphs.
+    torch.manual_seed(0)
+    n = 30
+    edge_index = graph(n, 0.2)
+    x, y = torch.randn(n, 5), torch.randint(0, 3, (n,))
+    grads = []
+    for compiled in (False, True):
+        torch.manual_seed(1)
+        adj = GatedAdjacency(edge_index, n, groups="both", normalization=normalization)
+        model = GatedGCN(5, 8, 3, adjacency=adj, dropout=0.0)
+
+        def step():
+            loss = F.cross_entropy(model(x), y) + 1e-3 * model.penalty(0.5)
+            loss.backward()
+            return loss.detach()
+        run = torch.compile(step, backend="eager") if compiled else step
+        run()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
