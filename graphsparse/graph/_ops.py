@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _eager(fn: _F) -> _F:
+    """Keeps ``fn`` out of compiled graphs (``torch.compiler.disable``): the
+    backward passes that build CSR tensors, which dynamo cannot trace."""
+    return cast(_F, torch.compiler.disable(fn))
+
 
 # --------------------------------------------------------------- scale_edges
 
@@ -201,7 +210,7 @@ class _SparseAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
+    @_eager
     def backward(ctx, grad: Tensor):
         h, weight = ctx.saved_tensors
         crow_t, col_t, perm_t = ctx.transposed
@@ -241,7 +250,7 @@ class _LinearAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
+    @_eager
     def backward(ctx, grad: Tensor):
         x, lin_weight, weight, ax = ctx.saved_tensors
         pattern = ctx.pattern
@@ -289,7 +298,7 @@ class _EdgeListAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
+    @_eager
     def backward(ctx, grad: Tensor):
         h, weight, src, dst = ctx.saved_tensors
         grad_dst = grad.index_select(0, dst)                     # [E, C]

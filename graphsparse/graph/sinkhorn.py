@@ -16,7 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from ..core import group_reduce
 from ..utils.validation import check_positive_int
-from ._ops import _cached_pattern, _csr, _Pattern, _pattern, _sddmm, _spmv, scale_edges
+from ._ops import _cached_pattern, _csr, _eager, _Pattern, _pattern, _sddmm, _spmv, scale_edges
 from ._validate import check_graph
 from .norm import inv_degree
 
@@ -248,7 +248,7 @@ class _SinkhornFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @torch.compiler.disable   # sparse tensors: kept out of compiled graphs
+    @_eager
     def backward(ctx, grad: Tensor):
         weight, row, col, *saved = ctx.saved_tensors
         n, balanced, eps = ctx.num_nodes, ctx.balanced, ctx.eps

@@ -216,6 +216,7 @@ def test_pattern_cache_drops_the_patterns_of_dead_edge_lists():
     from graphsparse.graph import _ops
     torch.manual_seed(0)
     n, h = 30, torch.randn(30, 4)
+    gc.collect()                       # earlier tests' garbage (and its patterns) first
     before = len(_ops._PATTERNS)
     for sort in (True, False):                      # coalesced (sorted by source) or not
         for _ in range(5):
