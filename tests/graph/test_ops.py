@@ -226,7 +226,8 @@ def test_pattern_cache_drops_the_patterns_of_dead_edge_lists():
             _ops.weighted_aggregate(h, ei, torch.rand(100))
             del ei
     gc.collect()
-    assert len(_ops._PATTERNS) == before
+    # <=: a pattern of an earlier test's graph may be released meanwhile
+    assert len(_ops._PATTERNS) <= before
 
 
 @pytest.mark.parametrize("path", PATHS)
