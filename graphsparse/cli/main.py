@@ -62,8 +62,9 @@ def _learn_parser(sub, recipes: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--lam", type=float, default=None,
                    help="penalty weight lambda, finite and >= 0 (default: the recipe's own)")
     p.add_argument("--normalization", default=None,
-                   choices=["sinkhorn", "balanced", "row", "sym"],
-                   help="default: the recipe's own")
+                   choices=["sinkhorn", "balanced", "row", "sym", "auto"],
+                   help="default: the recipe's own; auto: row and sym, chosen on validation "
+                   "with the recipe (8 configurations with --recipe auto)")
     p.add_argument("--knn", type=int, default=None, metavar="K",
                    help="add each node's K nearest neighbours by feature cosine as candidate "
                    "edges, so the learned graph can add edges (default: the recipe's own, 0)")
@@ -133,8 +134,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.recipe != "auto" and args.recipe not in RECIPES:
                 raise ValueError(f"'--recipe' must be 'auto' or one of {sorted(RECIPES)} (got "
                                  f"{args.recipe!r})")
+            auto = args.normalization == "auto"
             config = {k: v for k, v in dict(epochs=args.epochs, lam=args.lam,
-                                            normalization=args.normalization,
+                                            normalization=None if auto else args.normalization,
                                             knn=args.knn).items()
                       if v is not None}
             chosen = tuple(RECIPES) if args.recipe == "auto" else (args.recipe,)
@@ -144,7 +146,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                             recipes=chosen, progress=not args.quiet, plot=not args.no_plot,
                             header=_HEADER[args.header], overwrite=args.overwrite,
                             resume=args.resume, deterministic=args.deterministic,
-                            baselines=not args.no_baselines)
+                            baselines=not args.no_baselines,
+                            normalizations=("row", "sym") if auto else (None,))
         except ValueError as exc:     # GraphInputError included
             print(f"graphsparse learn: error: {exc}", file=sys.stderr)
             return 2

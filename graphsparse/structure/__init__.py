@@ -18,15 +18,18 @@ from .train import (
     FitResult,
     PlainGCN,
     build_adjacency,
+    config_name,
     fit_gcn,
     fit_structure,
     recipe_config,
     select_structure,
+    selected_config,
 )
 
 __all__ = ["GraphInput", "GraphInputError", "karate_club", "read_graph_input", "load_data_file",
            "learn_structure", "split_labelled", "check_learn_settings", "OUTPUT_FILES",
            "CHECKPOINT_DIR", "StructureLearner", "LEARNER_DEFAULTS",
-           "fit_structure", "select_structure", "recipe_config", "build_adjacency", "RECIPES",
+           "fit_structure", "select_structure", "recipe_config", "selected_config", "config_name",
+           "build_adjacency", "RECIPES",
            "fit_gcn", "FitResult", "PlainGCN", "STRUCTURE_DEFAULTS", "MODEL_DEFAULTS",
            "ADJACENCY_DEFAULTS", "GCN_DEFAULTS"]

@@ -26,7 +26,7 @@ from ..utils.checkpoint import rng_state, set_rng_state
 from ..utils.io import atomic_open, atomic_write_text, prepare_output_dir, provenance
 from ..utils.seed import deterministic_algorithms
 from .io import GraphInput, PathLike, read_graph_input
-from .train import RECIPES, fit_gcn, recipe_config, select_structure
+from .train import RECIPES, fit_gcn, recipe_config, select_structure, selected_config
 
 #: The files ``learn_structure`` writes (``summary.json`` last).
 OUTPUT_FILES = ("graph.png", "learned_edges.csv", "learned_graph.pt", "summary.json")
@@ -71,7 +71,8 @@ def split_labelled(y: Tensor, val_fraction: float, seed: int) -> Tuple[Tensor, T
 
 
 def check_learn_settings(val_fraction: float, config: Optional[Dict[str, Any]],
-                         recipes: Sequence[str], seed: int) -> None:
+                         recipes: Sequence[str], seed: int,
+                         normalizations: Sequence[Optional[str]] = (None,)) -> None:
     """Checks the settings of :func:`learn_structure` before anything is read
     or trained: ``ValueError`` naming the setting (as its command-line
     option) and the fix."""
@@ -86,7 +87,15 @@ def check_learn_settings(val_fraction: float, config: Optional[Dict[str, Any]],
     if not recipes or any(r not in RECIPES for r in recipes):
         raise ValueError(f"'--recipe' (recipes) must name recipes among {sorted(RECIPES)} "
                          f"(got {list(recipes)!r})")
+    from ..graph.adjacency import NORMALIZATIONS
+    if not normalizations or any(n is not None and n not in NORMALIZATIONS
+                                 for n in normalizations):
+        raise ValueError(f"'--normalization' (normalizations) must name normalizations among "
+                         f"{list(NORMALIZATIONS)} (got {list(normalizations)!r})")
     config = dict(config or {})
+    if len(normalizations) > 1 and "normalization" in config:
+        raise ValueError("choose the normalization either in config['normalization'] or "
+                         "among 'normalizations' (--normalization auto), not both")
     if "epochs" in config:
         e = config["epochs"]
         if isinstance(e, bool) or not isinstance(e, int) or e < 1:
@@ -156,7 +165,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
                     progress: bool = True, plot: bool = True, verbose: bool = True,
                     header: Optional[bool] = None, overwrite: bool = False,
                     resume: bool = False, deterministic: bool = False,
-                    baselines: bool = True) -> Dict[str, Any]:
+                    baselines: bool = True,
+                    normalizations: Sequence[Optional[str]] = (None,)) -> Dict[str, Any]:
     """Learns a sparse structure for a graph given as files (see
     :func:`~graphsparse.structure.read_graph_input`; no input: the karate-club
     graph), trains the learned-structure GCN with every recipe of
@@ -176,6 +186,12 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
       versions, SHA-256 of every input file);
     * ``graph.png``: the original and learned graphs (drawn for up to 300
       nodes; degree and weight histograms above that).
+
+    With ``normalizations`` (e.g. ``("row", "sym")``, ``--normalization
+    auto``) every recipe runs under each of them and the normalization is
+    chosen on the held-out nodes too (the four recipes under two
+    normalizations: 8 configurations); the chosen one is
+    ``summary["recipe"]``, e.g. ``"preserve/sym"``.
 
     With ``baselines`` (the default) the same run also trains, on the same
     split and seed, a plain GCN on the input graph and the same network
@@ -207,8 +223,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
         The summary dictionary.
     """
     config = dict(config or {})
-    recipes = tuple(recipes)
-    check_learn_settings(val_fraction, config, recipes, seed)
+    recipes, normalizations = tuple(recipes), tuple(normalizations)
+    check_learn_settings(val_fraction, config, recipes, seed, normalizations)
     gi = read_graph_input(edges, features, labels, directed=directed, label_attr=label_attr,
                           header=header)
     say = print if verbose else (lambda *a, **k: None)
@@ -232,9 +248,10 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
         with deterministic_algorithms(deterministic):
             result = select_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
                                       train, val, eval_mask, config, seed=seed, recipes=recipes,
-                                      progress=progress, desc="learn", **kwargs)
+                                      normalizations=normalizations, progress=progress,
+                                      desc="learn", **kwargs)
             assert result.recipe is not None and result.model is not None
-            cfg = recipe_config(result.recipe, config)
+            cfg = selected_config(result.recipe, config)
             model: Any = result.model
             adj = model.adjacency
             x_in = gi.x if adj.scorer is not None else None
@@ -259,7 +276,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
                     features=None if features is None else str(features),
                     labels=None if labels is None else str(labels), directed=directed,
                     label_attr=label_attr, header=header, val_fraction=val_fraction,
-                    recipes=list(recipes), config=config, deterministic=deterministic,
+                    recipes=list(recipes), normalizations=list(normalizations), config=config,
+                    deterministic=deterministic,
                     resumed=resume, baselines=baselines, selected_settings=cfg)
     summary["seed"] = seed
     summary["provenance"] = provenance(seed, settings, [edges, features, labels])

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..graph import EdgeScorer, GatedAdjacency, GatedGCN, GatedResGCN, knn_candidates, row_norm
+from ..graph.adjacency import NORMALIZATIONS
 from ..utils import seed_everything
 from ..utils.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from ..utils.interrupt import DeferredInterrupt, TrainingInterrupted
@@ -295,17 +296,39 @@ def recipe_config(name: str, config: Optional[Dict[str, Any]] = None) -> Dict[st
     return {**STRUCTURE_DEFAULTS, **RECIPES[name], **(config or {})}
 
 
+def config_name(recipe: str, normalization: Optional[str] = None) -> str:
+    """The name :func:`select_structure` gives a configuration: the recipe,
+    or ``"recipe/normalization"`` when the normalization is chosen too."""
+    return recipe if normalization is None else f"{recipe}/{normalization}"
+
+
+def selected_config(name: str, config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The full settings of a configuration named by :func:`config_name`
+    (``result.recipe`` of :func:`select_structure`)."""
+    recipe, _, normalization = name.partition("/")
+    over = dict(config or {})
+    if normalization:
+        over["normalization"] = normalization
+    return recipe_config(recipe, over)
+
+
 def select_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor,
                      val_mask: Optional[Tensor], test_mask: Optional[Tensor] = None,
                      config: Optional[Dict[str, Any]] = None, seed: int = 0,
                      recipes: Sequence[str] = tuple(RECIPES), progress: bool = False,
                      desc: str = "structure", *,
+                     normalizations: Sequence[Optional[str]] = (None,),
                      checkpoint_dir: Union[str, Path, None] = None,
                      resume: bool = False) -> FitResult:
     """Runs :func:`fit_structure` once per recipe of :data:`RECIPES` (with
     :func:`recipe_config`, same seed) and returns the run of best validation
     accuracy (ties, or no validation nodes: the first recipe); its name is in
-    ``result.recipe``. Test accuracy plays no part. With ``checkpoint_dir``
+    ``result.recipe``. Test accuracy plays no part. With ``normalizations``
+    (e.g. ``("row", "sym")``) every recipe runs under each of them and the
+    normalization is chosen too: ``result.recipe`` is then
+    ``"recipe/normalization"`` (:func:`config_name`; :func:`selected_config`
+    gives its settings). The four recipes under row and sym normalization are
+    8 configurations, the documented validation budget (see the README). With ``checkpoint_dir``
     every recipe checkpoints to ``<checkpoint_dir>/<recipe>.pt`` (see
     :func:`fit_structure`); ``resume=True`` continues from there, recipes
     already finished included.
@@ -314,10 +337,17 @@ def select_structure(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tenso
     many random edges ``"denoise"`` does (see the README)."""
     if not recipes:
         raise ValueError("'recipes' must name at least one of " f"{sorted(RECIPES)}")
-    configs = {name: recipe_config(name, config) for name in recipes}
+    normalizations = tuple(normalizations)
+    if not normalizations or any(n is not None and n not in NORMALIZATIONS
+                                 for n in normalizations):
+        raise ValueError(f"'normalizations' must hold None or names among {list(NORMALIZATIONS)} "
+                         f"(got {list(normalizations)!r})")
+    configs = {config_name(r, n): selected_config(config_name(r, n), config)
+               for r in recipes for n in normalizations}
     best: Optional[FitResult] = None
     for name, cfg in configs.items():
-        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}.pt"
+        ckpt = (None if checkpoint_dir is None
+                else Path(checkpoint_dir) / f"{name.replace('/', '-')}.pt")
         res = fit_structure(x, edge_index, y, train_mask, val_mask, test_mask,
                             config=cfg, seed=seed, progress=progress, desc=f"{desc} ({name})",
                             checkpoint=ckpt, resume=resume)

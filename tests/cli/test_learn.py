@@ -243,3 +243,20 @@ def test_cli_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys,
         assert "before a checkpoint was saved" in err
         assert list(out.iterdir()) == []           # a plain rerun works
         assert main(argv) == 130
+
+
+def test_cli_normalization_auto_chooses_among_row_and_sym(tmp_path):
+    # --normalization auto: every recipe under row and sym, the choice named
+    # "recipe/normalization" in the summary with its settings
+    out = tmp_path / "out"
+    assert main(["learn", "--out", str(out), "--normalization", "auto", "--recipe", "preserve",
+                 "--no-plot", "--no-baselines", *FAST]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    recipe, norm = summary["recipe"].split("/")
+    assert recipe == "preserve" and norm in ("row", "sym")
+    settings = summary["provenance"]["settings"]
+    assert settings["normalizations"] == ["row", "sym"]
+    assert settings["selected_settings"]["normalization"] == norm
+    with pytest.raises(SystemExit) as exit_info:           # argparse refuses it
+        main(["learn", "--out", str(tmp_path / "bad"), "--normalization", "rows"])
+    assert exit_info.value.code == 2

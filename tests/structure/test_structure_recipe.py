@@ -212,3 +212,35 @@ def test_fit_gcn_without_validation_keeps_the_last_epoch_and_checks_epochs():
     assert res.epoch == 2 and res.val_acc is None
     with pytest.raises(ValueError, match="epochs"):
         fit_gcn(x, ei, y, train, val, test, config=dict(epochs=0))
+
+
+def test_select_structure_chooses_the_normalization_too(monkeypatch):
+    # recipes x normalizations: each configuration trained once with its own
+    # normalization, the validation argmax kept and named "recipe/normalization"
+    import graphsparse.structure.train as train_mod
+    from graphsparse.structure import selected_config
+    x, ei, y, train, val, test = two_communities()
+    cfg = dict(epochs=20, gate_start=10, warmup=5, min_sparsity=0.0)
+    seen = []
+    real = train_mod.fit_structure
+
+    def spy(*args, config=None, **kwargs):
+        res = real(*args, config=config, **kwargs)
+        seen.append((config["normalization"], config["distill"], res.val_acc))
+        return res
+    monkeypatch.setattr(train_mod, "fit_structure", spy)
+    best = select_structure(x, ei, y, train, val, test, config=cfg, seed=1,
+                            recipes=["preserve", "denoise"], normalizations=("row", "sym"))
+    names = ["preserve/row", "preserve/sym", "denoise/row", "denoise/sym"]
+    from graphsparse.structure import STRUCTURE_DEFAULTS
+    keep = STRUCTURE_DEFAULTS["distill"]           # preserve distills, denoise does not
+    assert [(n, d) for n, d, _ in seen] == [
+        ("row", keep), ("sym", keep),
+        ("row", RECIPES["denoise"]["distill"]), ("sym", RECIPES["denoise"]["distill"])]
+    vals = [v for _, _, v in seen]
+    assert best.recipe == names[vals.index(max(vals))] and best.val_acc == max(vals)
+    chosen = selected_config(best.recipe, cfg)
+    assert chosen["normalization"] == best.recipe.split("/")[1]
+    assert chosen["distill"] == seen[names.index(best.recipe)][1]
+    with pytest.raises(ValueError, match="normalizations"):
+        select_structure(x, ei, y, train, val, test, config=cfg, normalizations=("rows",))
