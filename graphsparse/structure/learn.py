@@ -233,6 +233,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     train, val = split_labelled(gi.y, val_fraction, seed)
     _check_split(gi, train, val)
     kwargs = _select_kwargs(Path(out), resume)      # before anything in 'out' is removed
+    # chosen on validation too (passed only then: a select_structure without it still works)
+    extra = {} if normalizations == (None,) else {"normalizations": normalizations}
     out = _prepare_out(out, overwrite, resume)
     if kwargs:
         kwargs["checkpoint_dir"].mkdir(exist_ok=True)
@@ -248,8 +250,7 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
         with deterministic_algorithms(deterministic):
             result = select_structure(gi.x, gi.edge_index, true_y if true_y is not None else gi.y,
                                       train, val, eval_mask, config, seed=seed, recipes=recipes,
-                                      normalizations=normalizations, progress=progress,
-                                      desc="learn", **kwargs)
+                                      progress=progress, desc="learn", **kwargs, **extra)
             assert result.recipe is not None and result.model is not None
             cfg = selected_config(result.recipe, config)
             model: Any = result.model
