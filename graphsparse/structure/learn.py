@@ -234,7 +234,8 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
     _check_split(gi, train, val)
     kwargs = _select_kwargs(Path(out), resume)      # before anything in 'out' is removed
     # chosen on validation too (passed only then: a select_structure without it still works)
-    extra = {} if normalizations == (None,) else {"normalizations": normalizations}
+    extra: Dict[str, Any] = ({} if normalizations == (None,)
+                             else {"normalizations": normalizations})
     out = _prepare_out(out, overwrite, resume)
     if kwargs:
         kwargs["checkpoint_dir"].mkdir(exist_ok=True)
