@@ -445,12 +445,20 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
     * Rows and columns whose sum is ``<= eps`` are left as they are: their
       degree is replaced by one before it is inverted, so there is no NaN or
       inf in the forward or the backward pass.
-    * Float32 is safe without a log-domain path: after the first row
-      normalization every entry lies in :math:`[0, 1]` and every nonempty row
-      or column sum is at least its largest entry, so no iterate or degree
-      can overflow; only degrees above ``eps`` are inverted, so the inverse
-      and its derivative :math:`-1/d^2` stay finite (tested with degrees of
-      :math:`10^4` and weights in :math:`[10^{-8}, 1]` against float64).
+    * Float32 needs no log-domain path where a doubly stochastic scaling
+      exists (a pattern with total support, e.g. any graph with all its
+      self-loops, as :class:`~graphsparse.graph.GatedAdjacency` adds by
+      default): the iterate's entries lie in :math:`[0, 1]` after the first
+      row normalization, only degrees above ``eps`` are inverted, and the
+      scalings converge (tested with degrees of :math:`10^4` and weights in
+      :math:`[10^{-8}, 1]` against float64).
+    * **Known limitation**: on a pattern without such a scaling (a star
+      without self-loops, a triangular pattern) the cumulative scalings
+      drift apart geometrically, and after enough iterations (about 40 in
+      float32 and 400 in float64 on a 10-leaf star; sooner on bigger stars)
+      they overflow: the output becomes zeros or NaN. Keep the self-loops in
+      the candidates (and out of the gates, ``gate_self_loops=False``) for
+      Sinkhorn on such graphs.
 
     Args:
         edge_index (LongTensor): ``[2, E]``; the edge ``(j, i)`` is :math:`A_{i,j}`.
