@@ -434,9 +434,11 @@ class GatedAdjacency(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         # The prior exists only once set: follow the state being loaded.
+        # (a state without one, a partial strict=False one included, removes
+        # it; a wrong shape is reported as a size mismatch)
         key = prefix + "logit_prior"
         if key in state_dict and self.logit_prior is None:
-            self.logit_prior = self.beta0_row.new_empty(state_dict[key].shape)
+            self.logit_prior = self.beta0_row.new_empty(self.edge_index.size(1))
         elif key not in state_dict:
             self.logit_prior = None
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,

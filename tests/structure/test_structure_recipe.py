@@ -81,9 +81,13 @@ def test_logit_prior_follows_the_state_dict():
     plain.load_state_dict(with_prior.state_dict())
     torch.testing.assert_close(plain.logit_prior, prior)
     torch.testing.assert_close(plain.edge_values(), with_prior.edge_values())
+    state = {k: v for k, v in with_prior.state_dict().items() if k != "logit_prior"}
     with_prior.load_state_dict(GatedAdjacency(ei, n, normalization="row",
                                               gate_self_loops=False).state_dict())
     assert with_prior.logit_prior is None
+    bad = dict(state, logit_prior=torch.zeros(with_prior.num_edges + 3))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        plain.load_state_dict(bad)
 
 
 def test_recipe_defaults_run_and_select_sparse_checkpoint():
