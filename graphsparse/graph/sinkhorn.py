@@ -85,7 +85,7 @@ class _EdgeOps:
     sparse-matrix-vector products (one pass over the edges, no ``[E]``
     temporary), and the sampled product
     :math:`\langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle` for every
-    edge (:meth:`sampled`, an SDDMM). Weights of another dtype than
+    edge (:meth:`add_sampled`, an SDDMM). Weights of another dtype than
     float32/float64 (no MKL kernel) take gathers and scatter-sums."""
 
     def __init__(self, row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
@@ -98,24 +98,26 @@ class _EdgeOps:
 
     def rows(self, v: Tensor, out: Tensor) -> Tensor:
         r""":math:`(W v)_i = \sum_j w_{ij} v_j`, written into ``out`` ``[N]``."""
-        if not self.csr:
-            msg = v.index_select(0, self.col).mul_(self.weight)
-            return out.zero_().index_add_(0, self.row, msg)
-        if self._a is None:
-            p = self.pattern
-            self._a = _csr(p.crow, p.col, self.weight.index_select(0, p.perm), self.n)
-        return _spmv(self._a, v, out)
+        return self._product(v, out, transposed=False)
 
     def cols(self, v: Tensor, out: Tensor) -> Tensor:
         r""":math:`(W^\top v)_j = \sum_i w_{ij} v_i`, written into ``out`` ``[N]``."""
+        return self._product(v, out, transposed=True)
+
+    def _product(self, v: Tensor, out: Tensor, transposed: bool) -> Tensor:
+        # sums over the edges grouped by `by` of weight * v[src]
+        src, by = (self.row, self.col) if transposed else (self.col, self.row)
         if not self.csr:
-            msg = v.index_select(0, self.row).mul_(self.weight)
-            return out.zero_().index_add_(0, self.col, msg)
-        if self._a_t is None:
-            p = self.pattern
+            return out.zero_().index_add_(0, by, v.index_select(0, src).mul_(self.weight))
+        p = self.pattern
+        if transposed and self._a_t is None:
             w_t = self.weight if p.perm_t is None else self.weight.index_select(0, p.perm_t)
             self._a_t = _csr(p.crow_t, p.col_t, w_t, self.n)
-        return _spmv(self._a_t, v, out)
+        elif not transposed and self._a is None:
+            self._a = _csr(p.crow, p.col, self.weight.index_select(0, p.perm), self.n)
+        a = self._a_t if transposed else self._a
+        assert a is not None
+        return _spmv(a, v, out)
 
     def release(self) -> None:
         """Frees the CSR values (an ``[E]`` vector each)."""
