@@ -95,6 +95,7 @@ class _EdgeOps:
         self.csr = weight.dtype in (torch.float32, torch.float64)
         self._a: Optional[Tensor] = None       # the CSR matrices, built on first use
         self._a_t: Optional[Tensor] = None
+        self._acc: Optional[Tensor] = None     # add_sampled's accumulator (CPU)
 
     def rows(self, v: Tensor, out: Tensor) -> Tensor:
         r""":math:`(W v)_i = \sum_j w_{ij} v_j`, written into ``out`` ``[N]``."""
@@ -123,20 +124,37 @@ class _EdgeOps:
         """Frees the CSR values (an ``[E]`` vector each)."""
         self._a = self._a_t = None
 
-    def add_sampled(self, out: Tensor, a: Tensor, b: Tensor, rank: int) -> Tensor:
+    def add_sampled(self, out: Tensor, a: Tensor, b: Tensor, rank: int) -> None:
         r"""``out[e] += sum_{k < rank} a[row(e), k] b[col(e), k]`` (an SDDMM
-        from ``[N, R]`` factors), in edge order; returns ``out``. Below
-        ``_SDDMM_MIN_RANK`` the factors' next columns are zeroed and taken
-        along (``R`` must allow it)."""
+        from ``[N, R]`` factors), in edge order, once :meth:`flush_sampled`
+        has run. Below ``_SDDMM_MIN_RANK`` the factors' next columns are
+        zeroed and taken along (``R`` must allow it). On the CPU the terms
+        accumulate in place in one CSR tensor over the transposed pattern
+        (``sampled_addmm`` with ``beta=1``): no ``[E]`` allocation per call."""
         if rank < _SDDMM_MIN_RANK:
             a[:, rank:_SDDMM_MIN_RANK].zero_()
             b[:, rank:_SDDMM_MIN_RANK].zero_()
             rank = _SDDMM_MIN_RANK
-        a, b = a[:, :rank], b[:, :rank]
-        p = self.pattern
         # contiguous [N, R] rows (strided factors make the product several times slower)
-        return _sddmm(a.contiguous(), b.contiguous(), p.crow_t, p.col_t, p.perm_t,
-                      self.weight, chunked=not self.csr, out=out)
+        a, b = a[:, :rank].contiguous(), b[:, :rank].contiguous()
+        p = self.pattern
+        e = self.weight.numel()
+        # as _sddmm: sampled_addmm fails on more entries than an N x N matrix has
+        if self.csr and a.device.type == "cpu" and e <= self.n * self.n:
+            if self._acc is None:
+                self._acc = _csr(p.crow_t, p.col_t, torch.zeros_like(self.weight), self.n)
+            torch.sparse.sampled_addmm(self._acc, b, a.t(), beta=1.0, out=self._acc)
+            return
+        _sddmm(a, b, p.crow_t, p.col_t, p.perm_t, self.weight, chunked=True, out=out)
+
+    def flush_sampled(self, out: Tensor) -> Tensor:
+        """Adds the terms accumulated by :meth:`add_sampled` into ``out``
+        (edge order) and frees them; returns ``out``."""
+        if self._acc is not None:
+            vals, perm_t = self._acc.values(), self.pattern.perm_t
+            out.add_(vals) if perm_t is None else out.index_add_(0, perm_t, vals)
+            self._acc = None
+        return out
 
 
 class _Iterations:
@@ -361,6 +379,7 @@ class _SinkhornFunction(torch.autograd.Function):
         rest = fill - (2 if balanced else 1)
         if rest > 0:
             ops.add_sampled(grad_w, us, vs, rest)
+        ops.flush_sampled(grad_w)
         del us, vs
         grad_w.masked_fill_(zero, 0.0)
         grad_w.add_(torch.index_select(u_first, 0, row, out=tmp))
