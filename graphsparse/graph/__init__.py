@@ -2,7 +2,7 @@
 on rows and columns, Sinkhorn normalization) and a GCN that shares it."""
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
-from .features import feature_dropout, sparse_features
+from .features import dropout_recompute, feature_dropout, relu_dropout, sparse_features
 from .knn import knn_candidates, merge_candidates
 from .model import GatedGCN, GatedResGCN
 from .norm import row_norm, sym_norm
@@ -12,4 +12,5 @@ from .weighted import EdgeWeighted, check_weight_consumers
 
 __all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "GatedResGCN",
            "EdgeWeighted", "check_weight_consumers", "knn_candidates", "merge_candidates",
-           "sinkhorn", "row_norm", "sym_norm", "sparse_features", "feature_dropout"]
+           "sinkhorn", "row_norm", "sym_norm", "sparse_features", "feature_dropout",
+           "relu_dropout", "dropout_recompute"]

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..utils.validation import check_positive_int
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
-from .features import feature_dropout
+from .features import dropout_recompute, relu_dropout
 
 
 class GatedGCN(nn.Module):
@@ -113,11 +113,14 @@ class GatedGCN(nn.Module):
         return self._layers(x, edge_index, edge_weight)
 
     def _layers(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
-        for i, conv in enumerate(self.convs):
-            x = feature_dropout(x, self.dropout, self.training)   # O(nnz) on sparse x
-            x = conv(x, edge_index, edge_weight)
-            if i < self.num_layers - 1:
-                x = x.relu()
+        p, training = self.dropout, self.training
+        first = self.convs[0]
+        # input dropout (O(nnz) on sparse x), kept for backward as x and a mask
+        x = dropout_recompute(lambda d: first(d, edge_index, edge_weight), x, p, training)
+        for conv in self.convs[1:]:
+            # relu and dropout over the previous layer's fresh output, one
+            # boolean mask saved
+            x = conv(relu_dropout(x, p, training, inplace=True), edge_index, edge_weight)
         return x
 
     def penalty(self, p: float = 0.5, x: Optional[Tensor] = None,

@@ -1,12 +1,14 @@
 """Sparse node features: the gated models give the same outputs and weight
 gradients on a sparse CSR input as on the dense one, and the sparse input
-dropout has dense dropout's distribution."""
+dropout has dense dropout's distribution. The fused relu + dropout equals
+the two functions and keeps one boolean mask."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 import graphsparse
-from graphsparse.graph import (GatedAdjacency, GatedGCN, GatedResGCN, feature_dropout,
-                               sparse_features)
+from graphsparse.graph import (GatedAdjacency, GatedGCN, GatedResGCN, dropout_recompute,
+                               feature_dropout, relu_dropout, sparse_features)
 
 
 def _bag_of_words(n=40, f=60, density=0.05, seed=0):
@@ -63,3 +65,142 @@ def test_sparse_features_converts_only_sparse_inputs():
     with pytest.raises(ValueError, match="max_density"):
         sparse_features(x, max_density=2.0)
     assert graphsparse.sparse_features is sparse_features
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3, 0.8])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_relu_dropout_equals_relu_then_dropout(p, inplace, threads):
+    """Values, gradients and the random stream after the call equal
+    F.dropout(h.relu()) on the CPU bit for bit (zeros included); autograd
+    keeps one boolean [N, C] mask and a scalar."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        h0 = torch.randn(3000, 37, requires_grad=True)
+        with torch.no_grad():
+            h0[0, :5] = 0.0
+        g = torch.randn(3000, 37)
+        torch.manual_seed(1)
+        ref = F.dropout((h0 * 1.0).relu(), p, True)
+        after_ref = torch.rand(3)
+        (grad_ref,) = torch.autograd.grad((ref * g).sum(), h0)
+        saved = []
+
+        def pack(t):
+            saved.append(t)
+            return t
+        torch.manual_seed(1)
+        h = h0 * 1.0
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = relu_dropout(h, p, True, inplace=inplace)
+        assert torch.equal(torch.rand(3), after_ref)          # the same random stream
+        assert (out.data_ptr() == h.data_ptr()) == inplace
+        assert torch.equal(out, ref)
+        (grad,) = torch.autograd.grad((out * g).sum(), h0)
+        assert torch.equal(grad, grad_ref)
+        big = [t for t in saved if t.numel() > 1]
+        assert len(big) == 1 and big[0].dtype == torch.bool and big[0].shape == h.shape
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_relu_dropout_gradcheck_eval_mode_and_bad_p():
+    h = torch.randn(20, 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: (torch.manual_seed(0), relu_dropout(t, 0.4, True))[1], (h,))
+    assert torch.equal(relu_dropout(h, 0.4, False), h.relu())      # eval: relu alone
+    assert torch.equal(relu_dropout(h, 0.0, True), h.relu())
+    with pytest.raises(ValueError, match="'p' in \\[0, 1\\)"):
+        relu_dropout(h, 1.0, True)
+    assert graphsparse.relu_dropout is relu_dropout
+
+
+def test_gcn_training_forward_is_dropout_conv_relu():
+    """GatedGCN in training mode equals the textbook loop (dropout before
+    every convolution, relu between them) under the same seed, values and
+    gradients: the fused activation changes memory only."""
+    from torch_geometric.utils import erdos_renyi_graph
+    torch.manual_seed(0)
+    ei = erdos_renyi_graph(30, 0.2)
+    w = torch.rand(ei.size(1))
+    x = torch.randn(30, 9)
+    model = GatedGCN(9, 16, 3, num_layers=3, dropout=0.3).train()
+    torch.manual_seed(5)
+    out = model(x, ei, w)
+    grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+    torch.manual_seed(5)
+    h = x
+    for i, conv in enumerate(model.convs):
+        h = conv(F.dropout(h, 0.3, True), ei, w)
+        if i < 2:
+            h = h.relu()
+    ref_grads = torch.autograd.grad(h.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(out, h, rtol=0, atol=0)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_relu_dropout_nan_and_non_contiguous_inputs():
+    """A NaN stays NaN in the output (as relu then dropout give it), and a
+    transposed (non-contiguous) input, in place or not, gives the values and
+    gradients of the contiguous one."""
+    h = torch.randn(50, 30)
+    h[3, 4] = float("nan")
+    torch.manual_seed(2)
+    ref = F.dropout(h.relu(), 0.5, True)
+    torch.manual_seed(2)
+    torch.testing.assert_close(relu_dropout(h, 0.5, True), ref, rtol=0, atol=0, equal_nan=True)
+    for inplace in (False, True):
+        base = torch.randn(30, 50, requires_grad=True)
+        g = torch.randn(50, 30)
+        torch.manual_seed(4)
+        ref = F.dropout((base * 1.0).t().relu(), 0.3, True)
+        (grad_ref,) = torch.autograd.grad((ref * g).sum(), base)
+        torch.manual_seed(4)
+        out = relu_dropout((base * 1.0).t(), 0.3, True, inplace=inplace)
+        (grad,) = torch.autograd.grad((out * g).sum(), base)
+        assert torch.equal(out, ref) and torch.equal(grad, grad_ref)
+
+
+def test_dropout_recompute_keeps_a_mask_not_the_dropped_features():
+    """fn(F.dropout(x)) with the same seed: equal values and gradients, the
+    dropped-out tensor is not alive once fn returns (autograd keeps x and a
+    mask and recomputes it), and an in-place change of x before backward
+    raises instead of giving a wrong gradient."""
+    import weakref
+
+    from graphsparse.graph._ops import linear_aggregate
+    from torch_geometric.utils import erdos_renyi_graph
+    torch.manual_seed(0)
+    ei = erdos_renyi_graph(40, 0.2)
+    w = torch.rand(ei.size(1), dtype=torch.float64, requires_grad=True)
+    lin = torch.randn(16, 9, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(40, 9, dtype=torch.float64)
+    refs = []
+
+    def layer(d):
+        refs.append(weakref.ref(d))
+        return linear_aggregate(d, lin, ei, w)
+    torch.manual_seed(3)
+    out = dropout_recompute(layer, x, 0.4, True)
+    assert refs[0]() is None                     # not kept by autograd
+    torch.manual_seed(3)
+    ref = linear_aggregate(F.dropout(x, 0.4, True), lin, ei, w)
+    assert torch.equal(out, ref)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad((out * g).sum(), (lin, w)),
+                    torch.autograd.grad((ref * g).sum(), (lin, w)), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    out = dropout_recompute(layer, x, 0.4, True)
+    x.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out.sum().backward()
+    xg = torch.randn(40, 9, dtype=torch.float64, requires_grad=True)   # x needs a gradient
+    torch.manual_seed(1)
+    (ga,) = torch.autograd.grad(dropout_recompute(layer, xg, 0.4, True).sum(), xg)
+    torch.manual_seed(1)
+    (gb,) = torch.autograd.grad(layer(F.dropout(xg, 0.4, True)).sum(), xg)
+    torch.testing.assert_close(ga, gb)
+    assert torch.equal(dropout_recompute(lambda d: d, x, 0.4, False), x)   # eval: identity
+    with pytest.raises(ValueError, match="'p'"):
+        dropout_recompute(layer, x, -0.1, True)
