@@ -195,6 +195,32 @@ def _sddmm(grad: Tensor, h: Tensor, crow_t: Tensor, col_t: Tensor, perm_t: Optio
     return torch.empty_like(vals).index_copy_(0, perm_t, vals)
 
 
+def edge_cosine(h: Tensor, edge_index: Tensor, eps: float = 1e-8) -> Tensor:
+    r"""The cosine similarity of the endpoints of every edge,
+
+    .. math::
+        c_e = \frac{\langle h_{\mathrm{src}(e)}, h_{\mathrm{dst}(e)} \rangle}
+        {\max(\lVert h_{\mathrm{src}(e)} \rVert, \epsilon)\,
+         \max(\lVert h_{\mathrm{dst}(e)} \rVert, \epsilon)},
+
+    equal to ``F.cosine_similarity(h[src], h[dst])`` without its two
+    ``[E, C]`` gathers: the rows are normalized once (``[N, C]``) and the
+    dot products are one sampled dense-dense product over the edges (the
+    SDDMM of the aggregation's backward, on its cached CSR pattern; chunks
+    of edges off the CPU). Memory :math:`O(E + NC)`. No gradient.
+
+    Shapes: ``h`` ``[N, C]``, ``edge_index`` ``[2, E]`` -> ``[E]``.
+    """
+    with torch.no_grad():
+        h = h.to_dense() if h.layout != torch.strided else h
+        hn = h / torch.linalg.vector_norm(h, dim=-1, keepdim=True).clamp_min(eps)
+        if hn.dtype not in (torch.float32, torch.float64):
+            hn = hn.float()
+        p = _cached_pattern(edge_index, h.size(0))
+        # the SDDMM reads only the pattern of its values argument: zeros
+        return _sddmm(hn, hn, p.crow_t, p.col_t, p.perm_t, hn.new_zeros(p.col_t.numel()))
+
+
 _CHUNK_ROWS = 8192
 
 

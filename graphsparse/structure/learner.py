@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..graph import GatedAdjacency
+from ..graph import GatedAdjacency, edge_cosine
 from ..graph.weighted import check_weight_consumers
 from ..utils.validation import check_choice
 
@@ -305,7 +305,7 @@ class StructureLearner:
             return None
         cand = self.adjacency.edge_index
         loop = cand[0] == cand[1]
-        fc = F.cosine_similarity(x[cand[0]], x[cand[1]], dim=-1)
+        fc = edge_cosine(x, cand)              # O(E + N F): no [E, F] gathers
         if int((~loop).sum()) < 2:
             return None
         mu, sd = fc[~loop].mean(), fc[~loop].std().clamp_min(1e-12)
@@ -314,7 +314,7 @@ class StructureLearner:
     def _set_prior(self) -> None:
         cand = self.adjacency.edge_index
         assert self.ema is not None
-        agree = F.cosine_similarity(self.ema[cand[0]], self.ema[cand[1]], dim=-1)
+        agree = edge_cosine(self.ema, cand)
         prior = self.settings["prior_scale"] * (agree - 1)
         if self._feature_prior is not None:
             prior = prior + self._feature_prior

@@ -3,6 +3,7 @@ backward) against a dense reference and the edge-list path, and the one- and
 two-factor edge scaling."""
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.profiler import ProfilerActivity, profile
@@ -302,3 +303,35 @@ def test_square_layer_writes_the_input_gradient_over_its_buffer_by_blocks(monkey
                     torch.autograd.grad((ref * g).sum(), (x, lin, w)), strict=True):
         torch.testing.assert_close(a, b)
     torch.autograd.gradcheck(lambda *a: linear_aggregate(a[0], a[1], ei, a[2]), (x, lin, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edge_cosine_equals_gathered_cosine(dtype):
+    from graphsparse.graph import edge_cosine
+    g = torch.Generator().manual_seed(0)
+    n, c = 30, 7
+    h = torch.randn(n, c, generator=g, dtype=dtype)
+    h[3] = 0.0                                  # a zero row: cosine 0, no NaN
+    h[4] *= 1e-12                               # below eps: clamped like F.cosine_similarity
+    ei = torch.randint(0, n, (2, 200), generator=g)
+    ei = torch.cat([ei, ei[:, :20], torch.arange(n).repeat(2, 1),      # duplicates, self-loops
+                    torch.tensor([[3, 4, 3], [5, 4, 4]])], 1)
+    ei = ei[:, torch.randperm(ei.size(1), generator=g)]                  # unsorted
+    ref = F.cosine_similarity(h[ei[0]], h[ei[1]], dim=-1)
+    out = edge_cosine(h, ei)
+    assert out.dtype == dtype and out.shape == (ei.size(1),)
+    torch.testing.assert_close(out, ref)
+    # sparse CSR features (bag-of-words) give the same values
+    torch.testing.assert_close(edge_cosine(h.to_sparse_csr(), ei), ref)
+
+
+def test_edge_cosine_chunked_path_matches(monkeypatch):
+    import graphsparse.graph._ops as ops
+    from graphsparse.graph import edge_cosine
+    g = torch.Generator().manual_seed(1)
+    h, ei = torch.randn(25, 5, generator=g), torch.randint(0, 25, (2, 120), generator=g)
+    ref = F.cosine_similarity(h[ei[0]], h[ei[1]], dim=-1)
+    monkeypatch.setattr(ops, "_CHUNK_VALUES", 10)     # chunks of 2 edges
+    sddmm = ops._sddmm
+    monkeypatch.setattr(ops, "_sddmm", lambda *a, **k: sddmm(*a, **dict(k, chunked=True)))
+    torch.testing.assert_close(edge_cosine(h, ei), ref)
