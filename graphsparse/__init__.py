@@ -25,7 +25,7 @@ _EXPORTS = {
     "GatedAdjacency": "graph", "EdgeScorer": "graph", "GatedGCNConv": "graph",
     "GatedGCN": "graph", "GatedResGCN": "graph", "EdgeWeighted": "graph", "sinkhorn": "graph",
     "sparse_features": "graph", "feature_dropout": "graph", "relu_dropout": "graph",
-    "dropout_recompute": "graph", "edge_cosine": "graph",
+    "dropout_recompute": "graph", "edge_cosine": "graph", "edge_dot": "graph",
     "row_norm": "graph", "sym_norm": "graph",
     "StructureLearner": "structure", "learn_structure": "structure",
     "ResNet": "cnn", "ResNeXt": "cnn", "DenseNet": "cnn", "LeNet5Caffe": "cnn", "compact": "cnn",

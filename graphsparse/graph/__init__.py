@@ -1,6 +1,6 @@
 """Graph layers: a learnable sparse adjacency (the differentiable sparse gate
 on rows and columns, Sinkhorn normalization) and a GCN that shares it."""
-from ._ops import edge_cosine
+from ._ops import edge_cosine, edge_dot
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
 from .features import dropout_recompute, feature_dropout, relu_dropout, sparse_features
@@ -14,4 +14,4 @@ from .weighted import EdgeWeighted, check_weight_consumers
 __all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "GatedResGCN",
            "EdgeWeighted", "check_weight_consumers", "knn_candidates", "merge_candidates",
            "sinkhorn", "row_norm", "sym_norm", "sparse_features", "feature_dropout",
-           "relu_dropout", "dropout_recompute", "edge_cosine"]
+           "relu_dropout", "dropout_recompute", "edge_cosine", "edge_dot"]

@@ -195,6 +195,58 @@ def _sddmm(grad: Tensor, h: Tensor, crow_t: Tensor, col_t: Tensor, perm_t: Optio
     return torch.empty_like(vals).index_copy_(0, perm_t, vals)
 
 
+class _EdgeDot(torch.autograd.Function):
+    # <a_dst(e), b_src(e)> per edge: an SDDMM forward; backward A_g b and
+    # A_g^T a, CSR products with the edge gradients g as values.
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, pattern: _Pattern) -> Tensor:
+        ctx.pattern = pattern
+        ctx.save_for_backward(a, b)
+        # the SDDMM reads only the pattern of its values argument: zeros
+        return _sddmm(a, b, pattern.crow_t, pattern.col_t, pattern.perm_t,
+                      a.new_zeros(pattern.col_t.numel()))
+
+    @staticmethod
+    @once_differentiable
+    @_eager
+    def backward(ctx, grad: Tensor):
+        a, b = ctx.saved_tensors
+        p, n = ctx.pattern, a.size(0)
+        grad = grad.contiguous()
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = _spmm(_csr(p.crow, p.col, grad.index_select(0, p.perm), n), b)
+        if ctx.needs_input_grad[1]:
+            g_t = grad if p.perm_t is None else grad.index_select(0, p.perm_t)
+            grad_b = _spmm(_csr(p.crow_t, p.col_t, g_t, n), a)
+        return grad_a, grad_b, None
+
+
+def edge_dot(a: Tensor, b: Tensor, edge_index: Tensor) -> Tensor:
+    r"""The dot product of every edge's endpoint features,
+
+    .. math::
+        s_e = \langle a_{\mathrm{dst}(e)},\, b_{\mathrm{src}(e)} \rangle,
+        \qquad \frac{\partial L}{\partial a} = S\, b, \quad
+        \frac{\partial L}{\partial b} = S^\top a, \quad
+        S_{\mathrm{dst}(e), \mathrm{src}(e)} = \frac{\partial L}{\partial s_e},
+
+    equal to ``(a[edge_index[1]] * b[edge_index[0]]).sum(-1)`` without its
+    ``[E, C]`` gathers: one sampled dense-dense product (SDDMM) forward and
+    two CSR products backward, on the CSR pattern the aggregation caches for
+    the same ``edge_index`` (duplicate edges and any order allowed). Memory
+    :math:`O(E + NC)`. Features of another dtype than float32/float64 take
+    the gathered form. Not twice differentiable.
+
+    Shapes: ``a``, ``b`` ``[N, C]``, ``edge_index`` ``[2, E]`` -> ``[E]``.
+    """
+    if (a.dtype not in (torch.float32, torch.float64) or b.dtype != a.dtype
+            or a.shape != b.shape or a.dim() != 2):
+        return (a.index_select(0, edge_index[1]) * b.index_select(0, edge_index[0])).sum(-1)
+    pattern = _cached_pattern(edge_index, a.size(0))
+    return _EdgeDot.apply(a.contiguous(), b.contiguous(), pattern)
+
+
 def edge_cosine(h: Tensor, edge_index: Tensor, eps: float = 1e-8) -> Tensor:
     r"""The cosine similarity of the endpoints of every edge,
 
@@ -205,20 +257,15 @@ def edge_cosine(h: Tensor, edge_index: Tensor, eps: float = 1e-8) -> Tensor:
 
     equal to ``F.cosine_similarity(h[src], h[dst])`` without its two
     ``[E, C]`` gathers: the rows are normalized once (``[N, C]``) and the
-    dot products are one sampled dense-dense product over the edges (the
-    SDDMM of the aggregation's backward, on its cached CSR pattern; chunks
-    of edges off the CPU). Memory :math:`O(E + NC)`. No gradient.
+    dot products are :func:`edge_dot`. Memory :math:`O(E + NC)`. No
+    gradient.
 
     Shapes: ``h`` ``[N, C]``, ``edge_index`` ``[2, E]`` -> ``[E]``.
     """
     with torch.no_grad():
         h = h.to_dense() if h.layout != torch.strided else h
         hn = h / torch.linalg.vector_norm(h, dim=-1, keepdim=True).clamp_min(eps)
-        if hn.dtype not in (torch.float32, torch.float64):
-            hn = hn.float()
-        p = _cached_pattern(edge_index, h.size(0))
-        # the SDDMM reads only the pattern of its values argument: zeros
-        return _sddmm(hn, hn, p.crow_t, p.col_t, p.perm_t, hn.new_zeros(p.col_t.numel()))
+        return edge_dot(hn, hn, edge_index)
 
 
 _CHUNK_ROWS = 8192

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.dense.linear import Linear
 
 from ..utils.validation import check_choice, check_positive_int
+from ._ops import edge_dot
 
 KINDS = ("dot", "mlp")
 
@@ -65,10 +66,10 @@ class EdgeScorer(nn.Module):
                 f"'{self.__class__.__name__}' expects 'x' of shape [N, {self.in_channels}] "
                 f"(got {tuple(x.shape)})")
         h = self.lin(x)
-        h_i, h_j = h.index_select(0, edge_index[1]), h.index_select(0, edge_index[0])
-        if self.kind == "dot":
-            score = (h_i * h_j).sum(-1) * (self.scale / math.sqrt(self.hidden_channels))
+        if self.kind == "dot":    # an SDDMM: no [E, d] gathers
+            score = edge_dot(h, h, edge_index) * (self.scale / math.sqrt(self.hidden_channels))
         else:
+            h_i, h_j = h.index_select(0, edge_index[1]), h.index_select(0, edge_index[0])
             score = torch.relu(torch.cat([h_i + h_j, h_i * h_j], dim=-1)) @ self.out
         return score + self.bias
 
