@@ -124,6 +124,14 @@ def _row_pointers(index: Tensor, num_nodes: int) -> Tensor:
 
 def _pattern(src: Tensor, dst: Tensor, num_nodes: int) -> _Pattern:
     src, dst = src.long(), dst.long()
+    # node ids outside [0, N) would index past the CSR rows (unchecked):
+    # one check (a host sync) per new edge list
+    if src.numel():
+        low, high = torch.stack([torch.minimum(src.min(), dst.min()),
+                                 torch.maximum(src.max(), dst.max())]).tolist()
+        if low < 0 or high >= num_nodes:
+            raise ValueError(f"edge_index holds node ids in [{low}, {high}], outside "
+                             f"[0, {num_nodes}) for {num_nodes} nodes (the rows of the features)")
     perm = torch.sort(dst, stable=True).indices
     crow = _row_pointers(dst, num_nodes)
     col = src.index_select(0, perm)

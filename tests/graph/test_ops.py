@@ -388,3 +388,13 @@ def test_dot_scorer_equals_the_gathered_formula():
     refs = torch.autograd.grad(ref.square().sum(), list(scorer.parameters()))
     for x1, y1 in zip(grads, refs):
         torch.testing.assert_close(x1, y1)
+
+
+@pytest.mark.parametrize("bad", [[[0, 7], [1, 2]], [[0, -1], [1, 2]], [[0, 1], [1, 9]]])
+def test_sparse_products_refuse_node_ids_out_of_range(bad):
+    from graphsparse.graph import edge_dot
+    h, ei = torch.randn(5, 3), torch.tensor(bad)
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        edge_dot(h, h, ei)
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        weighted_aggregate(h, ei, torch.ones(2))
