@@ -211,8 +211,12 @@ class _EdgeDot(torch.autograd.Function):
         ctx.pattern = pattern
         ctx.save_for_backward(a, b)
         # the SDDMM reads only the pattern of its values argument: zeros
-        return _sddmm(a, b, pattern.crow_t, pattern.col_t, pattern.perm_t,
-                      a.new_zeros(pattern.col_t.numel()))
+        out = _sddmm(a, b, pattern.crow_t, pattern.col_t, pattern.perm_t,
+                     a.new_zeros(pattern.col_t.numel()))
+        # on edges sorted by source the CPU SDDMM returns the values of its
+        # sparse result: a view, which in-place ops and dynamo refuse (and
+        # which keeps that result's indices alive)
+        return out if out._base is None else out.clone()
 
     @staticmethod
     @once_differentiable
@@ -230,6 +234,7 @@ class _EdgeDot(torch.autograd.Function):
         return grad_a, grad_b, None
 
 
+@torch.compiler.disable   # as weighted_aggregate: one graph break, no tracing of the pattern
 def edge_dot(a: Tensor, b: Tensor, edge_index: Tensor) -> Tensor:
     r"""The dot product of every edge's endpoint features,
 

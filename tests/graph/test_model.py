@@ -244,8 +244,9 @@ def test_forward_keep_returns_the_stored_candidates():
         adj(zeros="some")
 
 
-@pytest.mark.parametrize("normalization", ["row", "sinkhorn"])
-def test_compiled_training_step_runs_and_equals_eager(normalization, graph):
+@pytest.mark.parametrize("normalization,scorer", [("row", None), ("sinkhorn", None),
+                                                  ("row", "dot")])
+def test_compiled_training_step_runs_and_equals_eager(normalization, scorer, graph):
     # A regression: dynamo traced the sparse products' backward passes (and
     # crashed on their CSR tensors); they are kept out of compiled graphs.
     torch.manual_seed(0)
@@ -255,8 +256,14 @@ def test_compiled_training_step_runs_and_equals_eager(normalization, graph):
     grads = []
     for compiled in (False, True):
         torch.manual_seed(1)
-        adj = GatedAdjacency(edge_index, n, groups="both", normalization=normalization)
+        # the dot scorer: its per-edge products (edge_dot) stay out of the graph too
+        edge_scorer = None if scorer is None else EdgeScorer(5, 4, kind=scorer)
+        adj = GatedAdjacency(edge_index, n, groups="both", normalization=normalization,
+                             scorer=edge_scorer)
         model = GatedGCN(5, 8, 3, adjacency=adj, dropout=0.0)
+        if edge_scorer is not None:
+            with torch.no_grad():
+                edge_scorer.scale.fill_(0.5)      # a scorer that moves the logits
 
         def step():
             loss = F.cross_entropy(model(x), y) + 1e-3 * model.penalty(0.5)

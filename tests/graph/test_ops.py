@@ -363,6 +363,29 @@ def test_edge_dot_values_and_gradients_equal_the_gathered_form():
     torch.autograd.gradcheck(lambda a, b: edge_dot(a, b, ei), (a, b))
     # one tensor on both sides (the dot scorer): both gradients add up
     torch.autograd.gradcheck(lambda a: edge_dot(a, a, ei), (a,))
+    # one side only requiring a gradient
+    for i in (0, 1):
+        args = [a.detach(), b.detach()]
+        args[i].requires_grad_()
+        grad = torch.autograd.grad((edge_dot(*args, ei) * w).sum(), args[i])[0]
+        torch.testing.assert_close(grad, gr[i])
+    # edges sorted by source (coalesced, as GatedAdjacency stores them): the
+    # SDDMM's own order, no permutation; the result is a plain tensor
+    # (in-place ops under autograd work)
+    order = torch.sort(ei[0] * n + ei[1]).indices
+    es, ws = ei[:, order], w[order]
+    out = edge_dot(a, b, es)
+    assert out._base is None
+    torch.testing.assert_close(out, gathered(a, b)[order])
+    ga = torch.autograd.grad((edge_dot(a, b, es).mul_(1.0) * ws).sum(), (a, b))
+    for x, y in zip(ga, gr):
+        torch.testing.assert_close(x, y)
+    torch.autograd.gradcheck(lambda a, b: edge_dot(a, b, es), (a, b))
+    # isolated nodes (empty rows and columns of the pattern) and no edges at all
+    sparse_ei = torch.tensor([[0, 0, 5], [5, 2, 0]])
+    torch.autograd.gradcheck(lambda a, b: edge_dot(a, b, sparse_ei), (a, b))
+    empty = edge_dot(a, b, torch.zeros(2, 0, dtype=torch.long))
+    assert empty.shape == (0,)
     # half precision takes the gathered form
     ah, bh = a.detach().half(), b.detach().half()
     torch.testing.assert_close(edge_dot(ah, bh, ei), gathered(ah, bh))
@@ -390,7 +413,8 @@ def test_dot_scorer_equals_the_gathered_formula():
         torch.testing.assert_close(x1, y1)
 
 
-@pytest.mark.parametrize("bad", [[[0, 7], [1, 2]], [[0, -1], [1, 2]], [[0, 1], [1, 9]]])
+@pytest.mark.parametrize("bad", [[[0, 7], [1, 2]], [[0, -1], [1, 2]], [[0, 1], [1, 9]],
+                                 [[0, 1], [-1, 2]]])
 def test_sparse_products_refuse_node_ids_out_of_range(bad):
     from graphsparse.graph import edge_dot
     h, ei = torch.randn(5, 3), torch.tensor(bad)
