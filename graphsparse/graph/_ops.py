@@ -277,7 +277,7 @@ def edge_cosine(h: Tensor, edge_index: Tensor, eps: float = 1e-8) -> Tensor:
     """
     with torch.no_grad():
         h = h.to_dense() if h.layout != torch.strided else h
-        hn = h / torch.linalg.vector_norm(h, dim=-1, keepdim=True).clamp_min(eps)
+        hn = F.normalize(h, dim=-1, eps=eps)       # h / max(|h|, eps), as knn_candidates
         return edge_dot(hn, hn, edge_index)
 
 
