@@ -8,7 +8,7 @@ entry :math:`A_{i,j}`; rows are targets ``edge_index[1]``, columns sources
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -16,6 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from ..core import group_reduce
 from ..utils.validation import check_positive_int
+from . import _revolve
 from ._ops import _cached_pattern, _csr, _eager, _Pattern, _pattern, _sddmm, _spmv, scale_edges
 from ._validate import check_graph
 from .norm import inv_degree
@@ -43,26 +44,15 @@ def _sinkhorn_autograd(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
     return a
 
 
-def _segments(num_iters: int) -> List[int]:
-    """Lengths of the recomputed segments, first to last: ``B, B - 1, ...``
-    (the last one cut to the total) with the smallest ``B``, ``B (B + 1) / 2
-    >= num_iters``. Backward goes from the last segment to the first and
-    writes a segment's degrees over the checkpoints it no longer needs, so
-    that the checkpoints still needed plus the degrees of the segment being
-    reversed are never more than ``B`` iterations' worth, about
-    ``sqrt(2 num_iters)``."""
-    budget = math.ceil((math.sqrt(8 * num_iters + 1) - 1) / 2)
-    lengths: List[int] = []
-    left = num_iters
-    while left > 0:
-        lengths.append(min(budget - len(lengths), left))
-        left -= lengths[-1]
-    return lengths
-
-
 def _stores_all(num_iters: int, num_nodes: int, num_edges: int) -> bool:
     # Every iteration's scalings and degrees (4N values) fit in one [E] vector.
     return 4 * num_iters * num_nodes <= num_edges
+
+
+def _num_checkpoints(num_nodes: int, num_edges: int) -> int:
+    # Checkpoints of the scalings (2N values each) within a quarter of an
+    # [E] vector, at least two: a fixed memory, whatever the iterations.
+    return max(2, num_edges // (8 * max(num_nodes, 1)))
 
 
 def _inv_(d: Tensor, exponent: float, eps: float, out: Tensor, alive: Tensor) -> Tensor:
@@ -85,17 +75,42 @@ class _EdgeOps:
     sparse-matrix-vector products (one pass over the edges, no ``[E]``
     temporary), and the sampled product
     :math:`\langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle` for every
-    edge (:meth:`add_sampled`, an SDDMM). Weights of another dtype than
-    float32/float64 (no MKL kernel) take gathers and scatter-sums."""
+    edge summed into a gradient (:meth:`accumulate`, :meth:`add_sampled`,
+    :meth:`result`: an SDDMM). Weights of another dtype than float32/float64
+    (no MKL kernel) take gathers and scatter-sums.
+
+    Every ``[E]`` vector it needs (the CSR values in both orders, the
+    accumulator) comes from a pool of buffers (``buffers``, more allocated
+    when it is empty) that :meth:`release` refills: the backward pass
+    allocates three ``[E]`` vectors and the forward two, not one per use
+    (eight and four before), which leaves the allocator fewer freed blocks
+    to place the next ones in."""
 
     def __init__(self, row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
-                 pattern: _Pattern) -> None:
+                 pattern: _Pattern, buffers: Optional[List[Tensor]] = None) -> None:
         self.row, self.col, self.weight, self.n = row, col, weight, num_nodes
         self.pattern = pattern
         self.csr = weight.dtype in (torch.float32, torch.float64)
+        self.pool: List[Tensor] = [] if buffers is None else buffers
         self._a: Optional[Tensor] = None       # the CSR matrices, built on first use
         self._a_t: Optional[Tensor] = None
-        self._acc: Optional[Tensor] = None     # add_sampled's accumulator (CPU)
+        # their values (kept apart: values() of a CSR tensor is a view of it,
+        # which a buffer handed out again must not be)
+        self._values: List[Tensor] = []
+        self._acc: Optional[Tensor] = None     # the gradient add_sampled sums into
+        self._acc_csr: Optional[Tensor] = None  # ... as CSR values in the transposed order
+
+    def buffer(self) -> Tensor:
+        """An ``[E]`` vector from the pool (uninitialized)."""
+        return self.pool.pop() if self.pool else torch.empty_like(self.weight)
+
+    def _permuted(self, perm: Optional[Tensor]) -> Tensor:
+        # the weights in the order perm (itself for the identity), in a pool buffer
+        if perm is None:
+            return self.weight
+        values = torch.index_select(self.weight, 0, perm, out=self.buffer())
+        self._values.append(values)
+        return values
 
     def rows(self, v: Tensor, out: Tensor) -> Tensor:
         r""":math:`(W v)_i = \sum_j w_{ij} v_j`, written into ``out`` ``[N]``."""
@@ -112,48 +127,67 @@ class _EdgeOps:
             return out.zero_().index_add_(0, by, v.index_select(0, src).mul_(self.weight))
         p = self.pattern
         if transposed and self._a_t is None:
-            w_t = self.weight if p.perm_t is None else self.weight.index_select(0, p.perm_t)
-            self._a_t = _csr(p.crow_t, p.col_t, w_t, self.n)
+            self._a_t = _csr(p.crow_t, p.col_t, self._permuted(p.perm_t), self.n)
         elif not transposed and self._a is None:
-            self._a = _csr(p.crow, p.col, self.weight.index_select(0, p.perm), self.n)
+            self._a = _csr(p.crow, p.col, self._permuted(p.perm), self.n)
         a = self._a_t if transposed else self._a
         assert a is not None
         return _spmv(a, v, out)
 
     def release(self) -> None:
-        """Frees the CSR values (an ``[E]`` vector each)."""
+        """Drops the CSR matrices; their values go back to the pool."""
+        self.pool.extend(self._values)
+        self._values.clear()
         self._a = self._a_t = None
 
-    def add_sampled(self, out: Tensor, a: Tensor, b: Tensor, rank: int) -> None:
-        r"""``out[e] += sum_{k < rank} a[row(e), k] b[col(e), k]`` (an SDDMM
-        from ``[N, R]`` factors), in edge order, once :meth:`flush_sampled`
-        has run. Below ``_SDDMM_MIN_RANK`` the factors' next columns are
-        zeroed and taken along (``R`` must allow it). On the CPU the terms
-        accumulate in place in one CSR tensor over the transposed pattern
-        (``sampled_addmm`` with ``beta=1``): no ``[E]`` allocation per call."""
+    def _sddmm_in_place(self, e: int, device: torch.device) -> bool:
+        # as _sddmm: sampled_addmm fails on more entries than an N x N matrix has
+        return self.csr and device.type == "cpu" and e <= self.n * self.n
+
+    def accumulate(self, grad: Tensor) -> None:
+        """Makes ``grad`` (``[E]``, edge order; taken over) the vector
+        :meth:`add_sampled` adds into. On the CPU the terms accumulate in
+        place in one CSR tensor over the transposed pattern (``sampled_addmm``
+        with ``beta=1``): ``grad`` is moved into that order once."""
+        p = self.pattern
+        if self._sddmm_in_place(grad.numel(), grad.device) and p.perm_t is not None:
+            grad_t = torch.index_select(grad, 0, p.perm_t, out=self.buffer())
+            self.pool.append(grad)
+            grad = grad_t
+        self._acc = grad
+        self._acc_csr = (_csr(p.crow_t, p.col_t, grad, self.n)
+                         if self._sddmm_in_place(grad.numel(), grad.device) else None)
+
+    def add_sampled(self, a: Tensor, b: Tensor, rank: int) -> None:
+        r"""Adds ``sum_{k < rank} a[row(e), k] b[col(e), k]`` (an SDDMM from
+        ``[N, R]`` factors) to every edge's entry of the accumulated vector.
+        Below ``_SDDMM_MIN_RANK`` the factors' next columns are zeroed and
+        taken along (``R`` must allow it)."""
         if rank < _SDDMM_MIN_RANK:
             a[:, rank:_SDDMM_MIN_RANK].zero_()
             b[:, rank:_SDDMM_MIN_RANK].zero_()
             rank = _SDDMM_MIN_RANK
         # contiguous [N, R] rows (strided factors make the product several times slower)
         a, b = a[:, :rank].contiguous(), b[:, :rank].contiguous()
-        p = self.pattern
-        e = self.weight.numel()
-        # as _sddmm: sampled_addmm fails on more entries than an N x N matrix has
-        if self.csr and a.device.type == "cpu" and e <= self.n * self.n:
-            if self._acc is None:
-                self._acc = _csr(p.crow_t, p.col_t, torch.zeros_like(self.weight), self.n)
-            torch.sparse.sampled_addmm(self._acc, b, a.t(), beta=1.0, out=self._acc)
+        assert self._acc is not None, "accumulate() first"
+        acc = self._acc_csr
+        if acc is not None:     # in place in the values, self._acc
+            torch.sparse.sampled_addmm(acc, b, a.t(), beta=1.0, out=acc)
             return
-        _sddmm(a, b, p.crow_t, p.col_t, p.perm_t, self.weight, chunked=True, out=out)
+        p = self.pattern
+        _sddmm(a, b, p.crow_t, p.col_t, p.perm_t, self.weight, chunked=True, out=self._acc)
 
-    def flush_sampled(self, out: Tensor) -> Tensor:
-        """Adds the terms accumulated by :meth:`add_sampled` into ``out``
-        (edge order) and frees them; returns ``out``."""
-        if self._acc is not None:
-            vals, perm_t = self._acc.values(), self.pattern.perm_t
-            out.add_(vals) if perm_t is None else out.index_add_(0, perm_t, vals)
-            self._acc = None
+    def result(self) -> Tensor:
+        """The accumulated vector in edge order (``[E]``); call
+        :meth:`release` first to let it reuse the CSR values' buffer."""
+        vals, transposed = self._acc, self._acc_csr is not None
+        self._acc = self._acc_csr = None
+        assert vals is not None, "accumulate() first"
+        perm_t = self.pattern.perm_t
+        if not transposed or perm_t is None:
+            return vals
+        out = self.buffer().index_copy_(0, perm_t, vals)
+        self.pool.append(vals)
         return out
 
 
@@ -184,21 +218,48 @@ class _Iterations:
         q.mul_(_inv_(d_c, 1.0, self.eps, self.s, self.alive))
 
     def output(self, p: Tensor, q: Tensor) -> Tensor:
+        """The iterate ``weight * p[row] * q[col]`` (``[E]``), in the CSR
+        values' buffers, which it releases."""
         ops = self.ops
-        out = torch.index_select(p, 0, ops.row).mul_(ops.weight)
-        return out.mul_(torch.index_select(q, 0, ops.col))
+        ops.release()
+        out = torch.index_select(p, 0, ops.row, out=ops.buffer()).mul_(ops.weight)
+        return out.mul_(torch.index_select(q, 0, ops.col, out=ops.buffer()))
 
 
-def _checkpointed(it: _Iterations, lengths: List[int], pq: Tensor, deg: Tensor,
-                  block: Tensor) -> None:
-    """Runs ``sum(lengths)`` iterations on ``pq`` ([2, N], in place) and
-    writes the scalings at the start of segment ``i >= 1`` into
-    ``block[B - i]`` (``B = lengths[0]``)."""
-    for i, length in enumerate(lengths):
-        if i > 0:
-            block[lengths[0] - i].copy_(pq)
-        for _ in range(length):
+def _run_storing(it: _Iterations, num_iters: int, spine: List[int], pq: Tensor,
+                 slots: Tensor) -> None:
+    """Runs ``num_iters`` iterations on ``pq`` ([2, N], in place), copying
+    the scalings after ``spine[i]`` iterations into ``slots[i]``."""
+    deg = torch.empty_like(pq)
+    done = 0
+    for i, k in enumerate(spine + [num_iters]):
+        for _ in range(k - done):
             it.step(pq[0], pq[1], deg[0], deg[1])
+        done = k
+        if i < len(spine):
+            slots[i].copy_(pq)
+
+
+def _recomputed_steps(it: _Iterations, num_iters: int, spine: List[int],
+                      slots: Tensor) -> Iterator[Tuple[int, Tensor, Tensor, Tensor]]:
+    """``(k, scalings before iteration k, after it, its degrees)`` (``[2, N]``
+    buffers, valid until the next item) for ``k = K - 1, ..., 0``,
+    recomputed from the checkpoints ``slots`` (the first ``len(spine)``
+    holding the scalings after the ``spine`` iterations; all are reused)."""
+    work = slots.new_empty(3, 2, slots.size(-1))
+    after, deg = work[1], work[2]
+
+    def advance(pq: Tensor, steps: int) -> None:
+        for _ in range(steps):
+            it.step(pq[0], pq[1], deg[0], deg[1])
+
+    stored = {k: slots[i] for i, k in enumerate(spine)}
+    free = [slots[i] for i in range(len(spine), slots.size(0))]
+    start = slots.new_ones(2, slots.size(-1))
+    for k, before in _revolve.reversed_states(num_iters, start, free, stored, work[0], advance):
+        after.copy_(before)
+        advance(after, 1)
+        yield k, before, after, deg
 
 
 def _edge_ops(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
@@ -217,54 +278,48 @@ class _SinkhornFunction(torch.autograd.Function):
     weights (``P <- P / (P (W Q))``, ``Q <- Q / (Q (W^T P))``).
     Forward keeps :math:`P, Q` and the degrees of every iteration when those
     :math:`4NK` values are at most ``E`` (:func:`_stores_all`). Otherwise it
-    keeps one block of :math:`B \approx \sqrt{2K}` iterations' worth
-    (:func:`_segments`: segments of ``B, B - 1, ...`` iterations, the
-    scalings at their starts), and backward recomputes each segment's
-    degrees from its checkpoint, last segment first, into the block slots of
-    the checkpoints it no longer needs.
+    keeps a fixed number ``S`` of checkpoints of the scalings
+    (:func:`_num_checkpoints`: :math:`2NS \le E/4` values, at least two),
+    and backward recomputes the iterations from them by binomial
+    checkpointing (:mod:`._revolve`): memory independent of ``K``, about
+    :math:`(S!\,K)^{1/S}` evaluations per iteration (50 iterations with two
+    checkpoints: 185 evaluations besides the forward's 50).
 
     Backward is the exact reverse pass of the unrolled half-steps, in
     :math:`O(N)` vectors: a half-step :math:`d = P \circ (W Q)`,
     :math:`P' = P\, s(d)` sends :math:`\bar P = \bar P' (s + s'(d)\, d)`,
     :math:`\bar Q \mathrel{+}= W^\top u` with :math:`u = \bar P' P^2 s'(d)`,
     and to the weights the rank-one term :math:`u_i Q_j`; the rank-one terms
-    of a segment are summed over the edges by one sampled product (SDDMM)
-    of rank two per iteration. Saved: ``weight`` and :math:`\min(4NK, E)` or
-    :math:`2NB` values; time with checkpoints: one extra forward pass."""
+    are summed over the edges by one sampled product (SDDMM) per buffer of
+    them, rank two per iteration. Saved: ``weight`` and :math:`\min(4NK, E)`
+    or :math:`2NS` values."""
 
     @staticmethod
     def forward(ctx, weight: Tensor, row: Tensor, col: Tensor, num_nodes: int, num_iters: int,
                 balanced: bool, eps: float, edge_index: Optional[Tensor]) -> Tensor:
         it = _Iterations(_edge_ops(row, col, weight, num_nodes, edge_index), balanced, eps)
+        ctx.num_nodes, ctx.num_iters, ctx.balanced, ctx.eps = num_nodes, num_iters, balanced, eps
+        ctx.edge_index = edge_index      # for the cached pattern; not differentiated
         # Every iteration's 4N values when they are at most one [E] vector;
-        # else checkpoints, the segments recomputed backward.
-        store_all = _stores_all(num_iters, num_nodes, weight.numel())
-        lengths = [num_iters] if store_all else _segments(num_iters)
-        pq = weight.new_ones(num_iters + 1 if store_all else 1, 2, num_nodes)
-        deg = weight.new_empty(num_iters if store_all else 1, 2, num_nodes)
-        if store_all:
+        # else checkpoints, the iterations recomputed backward.
+        ctx.store_all = _stores_all(num_iters, num_nodes, weight.numel())
+        if ctx.store_all:
+            pq = weight.new_ones(num_iters + 1, 2, num_nodes)
+            deg = weight.new_empty(num_iters, 2, num_nodes)
             for k in range(num_iters):
                 pq[k + 1].copy_(pq[k])
                 it.step(pq[k + 1, 0], pq[k + 1, 1], deg[k, 0], deg[k, 1])
-        else:
-            # One block of B = lengths[0] iterations' worth: checkpoint i at
-            # block[B - i]; backward writes the degrees of segment j into
-            # block[:lengths[j]], over the checkpoints of the later segments,
-            # which it has reversed already.
-            block = weight.new_empty(lengths[0], 2, num_nodes)
-            _checkpointed(it, lengths, pq[0], deg[0], block)
-        ctx.num_nodes, ctx.num_iters, ctx.balanced, ctx.eps = num_nodes, num_iters, balanced, eps
-        ctx.store_all, ctx.lengths = store_all, lengths
-        ctx.edge_index = edge_index      # for the cached pattern; not differentiated
-        ctx.consumed = False
-        if store_all:
             ctx.save_for_backward(weight, row, col, pq, deg)
-        else:
-            # On ctx, not saved: backward overwrites it (and recomputes it
-            # for a second backward).
-            ctx.block = block
-            ctx.save_for_backward(weight, row, col, pq[0])   # and the final scalings
-        return it.output(pq[-1, 0], pq[-1, 1])
+            return it.output(pq[-1, 0], pq[-1, 1])
+        slots = weight.new_empty(_num_checkpoints(num_nodes, weight.numel()), 2, num_nodes)
+        ctx.spine = _revolve.spine(num_iters, 1 + slots.size(0))
+        pq = weight.new_ones(2, num_nodes)
+        _run_storing(it, num_iters, ctx.spine, pq, slots)
+        # On ctx, not saved: backward reuses the checkpoints' buffers (and
+        # recomputes them for a second backward).
+        ctx.slots, ctx.consumed = slots, False
+        ctx.save_for_backward(weight, row, col, pq)     # and the final scalings
+        return it.output(pq[0], pq[1])
 
     @staticmethod
     @once_differentiable
@@ -281,21 +336,29 @@ class _SinkhornFunction(torch.autograd.Function):
         if ctx.store_all:
             pq, deg = saved                    # every iteration's scalings and degrees
             p_k, q_k = pq[-1, 0], pq[-1, 1]
+            steps: Iterator[Tuple[int, Tensor, Tensor, Tensor]] = (
+                (k, pq[k], pq[k + 1], deg[k]) for k in reversed(range(ctx.num_iters)))
         else:
             p_k, q_k = saved[0]                # the final scalings
-            block = ctx.block
-            pq = weight.new_empty(2, 2, n)     # the scalings after and before a step
+            slots = ctx.slots
             if ctx.consumed:                   # a second backward (retain_graph=True)
-                _checkpointed(it, ctx.lengths, pq[0].fill_(1.0), pq[1], block)
+                _run_storing(it, ctx.num_iters, ctx.spine, weight.new_ones(2, n), slots)
             ctx.consumed = True
-        # out = w p[row] q[col]: the weights' own term and the scalings' gradients
-        grad_w = torch.index_select(p_k, 0, row).mul_(g).mul_(torch.index_select(q_k, 0, col))
-        gw = _EdgeOps(row, col, g.mul_(weight), n, ops.pattern)
+            steps = _recomputed_steps(it, ctx.num_iters, ctx.spine, slots)
+        # out = w p[row] q[col]: the weights' own term and the scalings'
+        # gradients. Three [E] vectors in all (g, tmp, grad_w), which the
+        # products below take as their buffers.
+        tmp = torch.index_select(q_k, 0, col)
+        grad_w = torch.index_select(p_k, 0, row).mul_(g).mul_(tmp)
+        gw = _EdgeOps(row, col, g.mul_(weight), n, ops.pattern, buffers=[tmp])
         p_bar = gw.rows(q_k, weight.new_empty(n))
         gw.release()                           # one [E] vector of CSR values at a time
         q_bar = gw.cols(p_k, weight.new_empty(n))
-        del gw
-        tmp = g                                # free now: scratch for the last gathers
+        gw.release()
+        ops.pool = gw.pool + [g]
+        del gw, g, tmp
+        ops.accumulate(grad_w)
+        del grad_w
         # The rank-one terms u_i v_j of the half-steps (two per iteration),
         # summed over the edges by one SDDMM whenever the buffers are full:
         # [N, cap] each (the layout of the SDDMM), at most E/2 values in all.
@@ -310,64 +373,41 @@ class _SinkhornFunction(torch.autograd.Function):
         keep = weight.new_empty(2, n)           # s + s'(d) d: what a scaling passes back
         alive = it.alive
         one = torch.ones((), dtype=weight.dtype, device=weight.device)
-        for seg in reversed(range(len(ctx.lengths))):
-            steps = ctx.lengths[seg]
-            if not ctx.store_all:
-                # Recompute the segment's degrees from its checkpoint; going
-                # back, the scalings before a step are the ones after it
-                # divided by the step's factors (exact where a row or column
-                # is left as it is, within an ulp per step otherwise).
-                if seg > 0:
-                    pq[1].copy_(block[ctx.lengths[0] - seg])
-                else:
-                    pq[1].fill_(1.0)
-                deg = block[:steps]
-                for j in range(steps):
-                    it.step(pq[1, 0], pq[1, 1], deg[j, 0], deg[j, 1])
-            for j in reversed(range(steps)):
-                if fill + 2 > cap:
-                    ops.add_sampled(grad_w, us, vs, fill)
-                    fill = 0
-                for i in range(2):
-                    # s = d^-e and ds/dd = -e s / d above eps; 1 and 0 below.
-                    _inv_(deg[j, i], exponent, eps, s[i], alive)
-                    torch.where(alive, deg[j, i], one, out=slope[i])
-                    slope[i].reciprocal_().mul_(s[i]).mul_(-exponent).mul_(alive)
-                    torch.addcmul(s[i], slope[i], deg[j, i], out=keep[i])
-                r, c = s[0], s[1]
-                if ctx.store_all:
-                    (p_old, q_old), (p_new, q_new) = pq[j], pq[j + 1]
-                else:
-                    if j < steps - 1:
-                        pq[1].copy_(pq[0])
-                    (p_new, q_new), (p_old, q_old) = pq[1], pq[0]
-                    torch.div(p_new, r, out=p_old)
-                    torch.div(q_new, c, out=q_old)
-                if balanced:
-                    # d_r = p_old (W q_old), d_c = q_old (W^T p_old); p_new = p_old
-                    # s(d_r), q_new = q_old s(d_c)
-                    torch.mul(p_bar, slope[0], out=u_r).mul_(p_old).mul_(p_old)
-                    torch.mul(q_bar, slope[1], out=v_c).mul_(q_old).mul_(q_old)
-                    us[:, fill].copy_(p_old)
-                    vs[:, fill].copy_(v_c)
-                    us[:, fill + 1].copy_(u_r)
-                    vs[:, fill + 1].copy_(q_old)
-                    p_bar.mul_(keep[0]).add_(ops.rows(v_c, prod))
-                    q_bar.mul_(keep[1]).add_(ops.cols(u_r, prod))
-                else:
-                    # column half-step: d_c = q_old (W^T p_new), q_new = q_old s(d_c)
-                    torch.mul(q_bar, slope[1], out=v_c).mul_(q_old).mul_(q_old)
-                    us[:, fill].copy_(p_new)
-                    vs[:, fill].copy_(v_c)
-                    q_bar.mul_(keep[1])
-                    p_bar.add_(ops.rows(v_c, prod))
-                    # row half-step: d_r = p_old (W q_old), p_new = p_old s(d_r)
-                    torch.mul(p_bar, slope[0], out=u_r).mul_(p_old).mul_(p_old)
-                    us[:, fill + 1].copy_(u_r)
-                    vs[:, fill + 1].copy_(q_old)
-                    p_bar.mul_(keep[0])
-                    q_bar.add_(ops.cols(u_r, prod))
-                fill += 2       # in the order of this pass: the row half-step's term last
+        for _, (p_old, q_old), (p_new, _), d in steps:
+            if fill + 2 > cap:
+                ops.add_sampled(us, vs, fill)
+                fill = 0
+            for i in range(2):
+                # s = d^-e and ds/dd = -e s / d above eps; 1 and 0 below.
+                _inv_(d[i], exponent, eps, s[i], alive)
+                torch.where(alive, d[i], one, out=slope[i])
+                slope[i].reciprocal_().mul_(s[i]).mul_(-exponent).mul_(alive)
+                torch.addcmul(s[i], slope[i], d[i], out=keep[i])
+            if balanced:
+                # d_r = p_old (W q_old), d_c = q_old (W^T p_old); p_new = p_old
+                # s(d_r), q_new = q_old s(d_c)
+                torch.mul(p_bar, slope[0], out=u_r).mul_(p_old).mul_(p_old)
+                torch.mul(q_bar, slope[1], out=v_c).mul_(q_old).mul_(q_old)
+                us[:, fill].copy_(p_old)
+                vs[:, fill].copy_(v_c)
+                us[:, fill + 1].copy_(u_r)
+                vs[:, fill + 1].copy_(q_old)
+                p_bar.mul_(keep[0]).add_(ops.rows(v_c, prod))
+                q_bar.mul_(keep[1]).add_(ops.cols(u_r, prod))
+            else:
+                # column half-step: d_c = q_old (W^T p_new), q_new = q_old s(d_c)
+                torch.mul(q_bar, slope[1], out=v_c).mul_(q_old).mul_(q_old)
+                us[:, fill].copy_(p_new)
+                vs[:, fill].copy_(v_c)
+                q_bar.mul_(keep[1])
+                p_bar.add_(ops.rows(v_c, prod))
+                # row half-step: d_r = p_old (W q_old), p_new = p_old s(d_r)
+                torch.mul(p_bar, slope[0], out=u_r).mul_(p_old).mul_(p_old)
+                us[:, fill + 1].copy_(u_r)
+                vs[:, fill + 1].copy_(q_old)
+                p_bar.mul_(keep[0])
+                q_bar.add_(ops.cols(u_r, prod))
+            fill += 2       # in the order of this pass: the row half-step's term last
         # As under plain autograd with structural zeros: a zero is rescaled to
         # zero by every half-step, so only what the first half-step's degrees
         # (both degrees of a first balanced step) send reaches it: the last
@@ -378,10 +418,11 @@ class _SinkhornFunction(torch.autograd.Function):
         v_first = vs[:, fill - 2].clone() if balanced else None
         rest = fill - (2 if balanced else 1)
         if rest > 0:
-            ops.add_sampled(grad_w, us, vs, rest)
-        ops.flush_sampled(grad_w)
+            ops.add_sampled(us, vs, rest)
         del us, vs
-        grad_w.masked_fill_(zero, 0.0)
+        ops.release()
+        grad_w = ops.result().masked_fill_(zero, 0.0)
+        tmp = ops.buffer()
         grad_w.add_(torch.index_select(u_first, 0, row, out=tmp))
         if v_first is not None:
             grad_w.add_(torch.index_select(v_first, 0, col, out=tmp))
@@ -455,9 +496,11 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
     half-step, and sums the weights' rank-one terms over the edges with a
     sampled dense-dense product (SDDMM) per buffer of them; it keeps the
     input weights and :math:`O(N)` scalings per iteration, at most one
-    ``[E]`` vector of them; beyond that it keeps :math:`O(N\sqrt{K})`
-    checkpointed scalings and recomputes (one extra forward pass). Its
-    memory does not grow with :math:`K` in units of ``E``. The CSR pattern
+    ``[E]`` vector of them; beyond that a fixed number of checkpoints of the
+    scalings (a quarter of an ``[E]`` vector, at least two of :math:`2N`
+    values) from which binomial checkpointing recomputes the iterations:
+    its memory does not depend on :math:`K`, its backward time grows by
+    about :math:`(S!\,K)^{1/S}` iterations per iteration. The CSR pattern
     is built once per ``edge_index`` tensor and shared with
     :func:`~graphsparse.graph._ops.weighted_aggregate`. Not twice
     differentiable.
