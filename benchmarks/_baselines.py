@@ -276,25 +276,38 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
     """The learned structure: every recipe of ``settings["recipes"]`` (names of
     :data:`graphsparse.structure.RECIPES`, with ``settings["config"]`` on top,
     and ``settings["epochs"]`` when not None; under every normalization of
-    ``settings["normalizations"]`` when given) is trained with the same seed,
-    and the run of best validation metric is kept (ties: the first). Test
+    ``settings["normalizations"]`` when given, but the ``"recipe/norm"``
+    names in ``settings["skip"]``) is trained with the same seed, and the run
+    of best validation metric is kept (ties: the first). With
+    ``settings["input_graph"]`` (a normalization) one more configuration,
+    ``"input/<norm>"``: the ``preserve`` recipe with its gates never trained
+    (``gate_start`` = epochs, any sparsity), i.e. the model on the input
+    graph, so that validation can say the learned graph does not help. Test
     metrics choose nothing. ``seconds`` is the whole selection's time (all
     recipes); ``extra`` names the chosen recipe and each recipe's validation
     metric."""
     from graphsparse.structure import recipe_config
 
     x = data.x.to_dense() if data.x.layout != torch.strided else data.x
+    names = [name if norm is None else f"{name}/{norm}" for name in settings["recipes"]
+             for norm in settings.get("normalizations") or [None]]
+    names = [n for n in names if n not in settings.get("skip", ())]
+    if settings.get("input_graph"):
+        names.append(f"input/{settings['input_graph']}")
     runs = {}
-    for name in settings["recipes"]:
-        for norm in settings.get("normalizations") or [None]:
-            over = dict(settings.get("config") or {})
-            if settings.get("epochs") is not None:
-                over["epochs"] = settings["epochs"]
-            if norm is not None:
-                over["normalization"] = norm
-            key = name if norm is None else f"{name}/{norm}"
-            runs[key] = _fit_gated_recipe(data, x, train, val, test, metric,
-                                          recipe_config(name, over), seed)
+    for key in names:
+        name, _, norm = key.partition("/")
+        over = dict(settings.get("config") or {})
+        if settings.get("epochs") is not None:
+            over["epochs"] = settings["epochs"]
+        if norm:
+            over["normalization"] = norm
+        if name == "input":
+            cfg = recipe_config("preserve", over)
+            cfg.update(gate_start=cfg["epochs"], min_sparsity=0.0)
+        else:
+            cfg = recipe_config(name, over)
+        runs[key] = _fit_gated_recipe(data, x, train, val, test, metric, cfg, seed)
     chosen = max(runs, key=lambda n: (runs[n].val, -list(runs).index(n)))
     best = runs[chosen]
     best.extra.update(recipe=chosen, seconds_chosen=best.seconds,

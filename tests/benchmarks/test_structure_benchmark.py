@@ -197,3 +197,29 @@ def test_gated_norm_selects_among_recipes_and_normalizations(monkeypatch):
     assert seen == ["row", "sym", "row", "sym"]              # each run got its normalization
     assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
     assert res.test == res.extra["recipe_test"][res.extra["recipe"]]
+
+
+def test_gated_guard_adds_the_input_graph_and_skips_configurations(monkeypatch):
+    data, train, val, test = _two_class_task(40, 160, 16, 12, seed=2)
+    fit, seen = base._fit_gated_recipe, []
+
+    def spy(data, x, train, val, test, metric, cfg, seed):
+        res = fit(data, x, train, val, test, metric, cfg, seed)
+        seen.append((cfg, res))
+        return res
+    monkeypatch.setattr(base, "_fit_gated_recipe", spy)
+    bench = _load("structure")
+    settings = dict(bench.METHODS["gated_guard"].settings, epochs=5,
+                    recipes=["preserve", "denoise"], skip=["denoise/sym"],
+                    config=dict(gate_start=1, warmup=1))
+    res = base.fit_gated(data, train, val, test, "accuracy", settings, seed=0)
+    assert list(res.extra["recipe_val"]) == ["preserve/row", "preserve/sym", "denoise/row",
+                                             "input/sym"]
+    cfg, run = seen[-1]
+    # the input graph: the preserve recipe whose gates never train, any sparsity
+    assert cfg["gate_start"] == cfg["epochs"] == 5 and cfg["min_sparsity"] == 0.0
+    assert cfg["normalization"] == "sym" and cfg["lam"] == seen[0][0]["lam"]
+    assert run.edge_sparsity == 0.0
+    assert seen[0][0]["gate_start"] == 1                     # the others train their gates
+    vals = res.extra["recipe_val"]
+    assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
