@@ -150,13 +150,13 @@ class _EdgeOps:
         place in one CSR tensor over the transposed pattern (``sampled_addmm``
         with ``beta=1``): ``grad`` is moved into that order once."""
         p = self.pattern
-        if self._sddmm_in_place(grad.numel(), grad.device) and p.perm_t is not None:
-            grad_t = torch.index_select(grad, 0, p.perm_t, out=self.buffer())
+        self._acc, self._acc_csr = grad, None
+        if not self._sddmm_in_place(grad.numel(), grad.device):
+            return
+        if p.perm_t is not None:
+            self._acc = torch.index_select(grad, 0, p.perm_t, out=self.buffer())
             self.pool.append(grad)
-            grad = grad_t
-        self._acc = grad
-        self._acc_csr = (_csr(p.crow_t, p.col_t, grad, self.n)
-                         if self._sddmm_in_place(grad.numel(), grad.device) else None)
+        self._acc_csr = _csr(p.crow_t, p.col_t, self._acc, self.n)
 
     def add_sampled(self, a: Tensor, b: Tensor, rank: int) -> None:
         r"""Adds ``sum_{k < rank} a[row(e), k] b[col(e), k]`` (an SDDMM from
