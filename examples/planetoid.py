@@ -9,7 +9,7 @@ For every seed it trains the plain PyG GCN baseline (Kipf & Welling: 2 layers,
 with a learned sparse adjacency: ``gated-row`` is the default recipe (row
 gating, row normalization), ``gated-sinkhorn`` / ``gated-balanced`` /
 ``gated-sym`` use row + column gating with that normalization. Every gated
-method runs both :data:`~graphsparse.structure.RECIPES` and keeps, per seed,
+method runs the :data:`~graphsparse.structure.DEFAULT_RECIPES` and keeps, per seed,
 the one of best validation accuracy (:func:`~graphsparse.structure.select_structure`).
 Model selection by validation accuracy, never test. Prints a table, writes
 JSON (one record per method) and a PNG of accuracy and edge sparsity over
@@ -25,7 +25,7 @@ import torch
 from graphsparse.data import get_data_root
 from graphsparse.data.corrupt import corrupt_edges
 from graphsparse.data.planetoid import load_planetoid
-from graphsparse.structure import (GCN_DEFAULTS, RECIPES, STRUCTURE_DEFAULTS, fit_gcn,
+from graphsparse.structure import (DEFAULT_RECIPES, GCN_DEFAULTS, STRUCTURE_DEFAULTS, fit_gcn,
                                    recipe_config, select_structure)
 from graphsparse.structure.plot import plot_training
 
@@ -148,7 +148,7 @@ def main():
         rec, hist, w = run_method(f"gated-{norm}", select_structure, data, edge_index, is_added,
                                   seeds, config, not args.no_progress)
         rec.update(normalization=norm,
-                   settings={name: recipe_config(name, config) for name in RECIPES})
+                   settings={name: recipe_config(name, config) for name in DEFAULT_RECIPES})
         records.append(rec)
         histories[rec["method"]] = hist
         weights[rec["method"]] = w
@@ -172,7 +172,7 @@ def main():
             line += f"{r['added_edges_pruned']:>14.3f}{r['original_edges_pruned']:>13.3f}"
         if "recipe_per_seed" in r:
             chosen = r["recipe_per_seed"]
-            line += "  recipes: " + ", ".join(f"{chosen.count(k)} {k}" for k in RECIPES)
+            line += "  recipes: " + ", ".join(f"{chosen.count(k)} {k}" for k in DEFAULT_RECIPES)
         if "any_sparsity" in r:
             a = r["any_sparsity"]
             line += f"   [any sparsity: {a['test_acc_mean']:.2f} ± {a['test_acc_std']:.2f} at {a['edge_sparsity']:.3f}]"

@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SparseGate": "core", "sparse_gate": "core", "init_beta": "core", "pnorm_penalty": "core",
     "GatedAdjacency": "graph", "EdgeScorer": "graph", "GatedGCNConv": "graph",
-    "GatedGCN": "graph", "GatedResGCN": "graph", "EdgeWeighted": "graph", "sinkhorn": "graph",
+    "GatedGCN": "graph", "GatedResGCN": "graph", "GatedDAGNN": "graph",
+    "EdgeWeighted": "graph", "sinkhorn": "graph",
     "sparse_features": "graph", "feature_dropout": "graph", "relu_dropout": "graph",
     "dropout_recompute": "graph", "edge_cosine": "graph", "edge_dot": "graph",
     "row_norm": "graph", "sym_norm": "graph",

@@ -87,3 +87,17 @@ def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 300) -> 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         _pytest().fail(f"torchrun {script.name} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+
+
+def check_reset_keeps_adjacency(model) -> None:
+    """Asserts what every gated model promises of ``reset_parameters()``: its
+    own weights are redrawn, the given adjacency (its thresholds) is left
+    alone, and ``weight_parameters()`` holds no parameter of the adjacency."""
+    adj = model.adjacency
+    before = [p.clone() for p in model.weight_parameters()]
+    beta = adj.beta_row.clone()
+    model.reset_parameters()
+    assert torch.equal(adj.beta_row, beta)
+    after = list(model.weight_parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert not set(map(id, adj.parameters())) & set(map(id, model.weight_parameters()))

@@ -3,6 +3,7 @@ on rows and columns, Sinkhorn normalization) and a GCN that shares it."""
 from ._ops import edge_cosine, edge_dot
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
+from .dagnn import GatedDAGNN
 from .features import dropout_recompute, feature_dropout, relu_dropout, sparse_features
 from .knn import knn_candidates, merge_candidates
 from .model import GatedGCN, GatedResGCN
@@ -11,7 +12,7 @@ from .scorer import EdgeScorer
 from .sinkhorn import sinkhorn
 from .weighted import EdgeWeighted, check_weight_consumers
 
-__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "GatedResGCN",
+__all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "GatedResGCN", "GatedDAGNN",
            "EdgeWeighted", "check_weight_consumers", "knn_candidates", "merge_candidates",
            "sinkhorn", "row_norm", "sym_norm", "sparse_features", "feature_dropout",
            "relu_dropout", "dropout_recompute", "edge_cosine", "edge_dot"]

@@ -495,3 +495,83 @@ def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_wei
     pattern = _cached_pattern(edge_index, x.size(0))
     return _LinearAggregate.apply(x.contiguous(), lin_weight, edge_weight, pattern,
                                   _path == "chunked")
+
+
+class _Hops(torch.autograd.Function):
+    # out[k] = A^k h for k = 0..K, A[dst, src] = w; one CSR matrix for all hops
+    # and one SDDMM over all of them ([N, K C] wide) in the backward.
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, pattern: _Pattern, num_hops: int,
+                chunked: bool) -> Tensor:
+        n, c = h.shape
+        a = _csr(pattern.crow, pattern.col, weight.index_select(0, pattern.perm), n)
+        out = h.new_empty(num_hops + 1, n, c)
+        out[0].copy_(h)
+        on_cpu = h.device.type == "cpu"
+        for k in range(1, num_hops + 1):
+            if on_cpu:      # written in place, as _spmm does
+                torch.addmm(out[k], a, out[k - 1], beta=0.0, out=out[k])
+            else:
+                out[k].copy_(_spmm(a, out[k - 1]))
+        ctx.transposed, ctx.chunked = (pattern.crow_t, pattern.col_t, pattern.perm_t), chunked
+        ctx.save_for_backward(out if ctx.needs_input_grad[1] else None, weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    @_eager
+    def backward(ctx, grad: Tensor):
+        hops, weight = ctx.saved_tensors
+        crow_t, col_t, perm_t = ctx.transposed
+        num_hops, n, c = grad.size(0) - 1, grad.size(1), grad.size(2)
+        w_t = weight if perm_t is None else weight.index_select(0, perm_t)
+        a_t = _csr(crow_t, col_t, w_t, n)
+        need_w = ctx.needs_input_grad[1]
+        # g[:, k - 1]: the whole gradient reaching hop k, paired with hop k - 1 in the SDDMM
+        g = grad.new_empty(n, num_hops, c) if need_w else None
+        acc = grad[num_hops].contiguous()
+        for k in range(num_hops, 0, -1):
+            if g is not None:
+                g[:, k - 1].copy_(acc)
+            acc = _spmm(a_t, acc).add_(grad[k - 1])
+        grad_w = None
+        if g is not None:
+            h = hops[:num_hops].transpose(0, 1).reshape(n, num_hops * c)
+            grad_w = _sddmm(g.view(n, num_hops * c), h, crow_t, col_t, perm_t, w_t, ctx.chunked)
+        return (acc if ctx.needs_input_grad[0] else None), grad_w, None, None, None
+
+
+def propagate_hops(h: Tensor, edge_index: Tensor, edge_weight: Tensor, num_hops: int,
+                   _path: str = "auto") -> Tensor:
+    r"""Every power of the weighted adjacency applied to ``h``,
+
+    .. math::
+        H_k = A^k H, \quad k = 0, \dots, K, \qquad A_{i,j} = w_{ji},
+
+    equal to ``num_hops`` calls of :func:`weighted_aggregate` stacked, with
+    the same memory (:math:`O(E + N K C)`: the hops themselves) and one
+    CSR matrix for all hops; the backward runs the transposed products from
+    the last hop down and computes the edge weights' gradient
+    :math:`\sum_{k=1}^{K} \langle \bar{\mathbf{g}}_{k,i}, \mathbf{h}_{k-1,j} \rangle`
+    (:math:`\bar G_k`: the whole gradient reaching hop :math:`k`) as one
+    SDDMM over ``[N, K C]`` instead of :math:`K` narrow ones.
+
+    Args:
+        h (Tensor): node features ``[N, C]``.
+        edge_index (LongTensor or IntTensor): ``[2, E]``; the edge ``(j, i)``
+            sends ``h_j`` to ``i``.
+        edge_weight (Tensor): ``[E]`` weights.
+        num_hops (int): :math:`K \ge 0`.
+
+    Shapes:
+        - **output:** ``[K + 1, N, C]`` (index 0: ``h`` itself)
+    """
+    if num_hops == 0:
+        return h.unsqueeze(0)
+    if _path == "edge_list" or not sparse_product_supported(h, edge_weight):
+        hops = [h]
+        for _ in range(num_hops):
+            hops.append(weighted_aggregate(hops[-1], edge_index, edge_weight, _path))
+        return torch.stack(hops)
+    pattern = _cached_pattern(edge_index, h.size(0))
+    return _Hops.apply(h.contiguous(), edge_weight, pattern, num_hops, _path == "chunked")

@@ -11,6 +11,7 @@ from .learn import (
 from .learner import LEARNER_DEFAULTS, StructureLearner
 from .train import (
     ADJACENCY_DEFAULTS,
+    DEFAULT_RECIPES,
     GCN_DEFAULTS,
     MODEL_DEFAULTS,
     RECIPES,
@@ -30,6 +31,6 @@ __all__ = ["GraphInput", "GraphInputError", "karate_club", "read_graph_input", "
            "learn_structure", "split_labelled", "check_learn_settings", "OUTPUT_FILES",
            "CHECKPOINT_DIR", "StructureLearner", "LEARNER_DEFAULTS",
            "fit_structure", "select_structure", "recipe_config", "selected_config", "config_name",
-           "build_adjacency", "RECIPES",
+           "build_adjacency", "RECIPES", "DEFAULT_RECIPES",
            "fit_gcn", "FitResult", "PlainGCN", "STRUCTURE_DEFAULTS", "MODEL_DEFAULTS",
            "ADJACENCY_DEFAULTS", "GCN_DEFAULTS"]

@@ -26,7 +26,14 @@ from ..utils.checkpoint import rng_state, set_rng_state
 from ..utils.io import atomic_open, atomic_write_text, prepare_output_dir, provenance
 from ..utils.seed import deterministic_algorithms
 from .io import GraphInput, PathLike, read_graph_input
-from .train import RECIPES, fit_gcn, recipe_config, select_structure, selected_config
+from .train import (
+    DEFAULT_RECIPES,
+    RECIPES,
+    fit_gcn,
+    recipe_config,
+    select_structure,
+    selected_config,
+)
 
 #: The files ``learn_structure`` writes (``summary.json`` last).
 OUTPUT_FILES = ("graph.png", "learned_edges.csv", "learned_graph.pt", "summary.json")
@@ -161,7 +168,7 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
                     labels: Optional[PathLike] = None, *, out: Union[str, Path] = "results/learn",
                     directed: bool = False, label_attr: Optional[str] = None,
                     val_fraction: float = 0.25, config: Optional[Dict[str, Any]] = None,
-                    seed: int = 0, recipes: Sequence[str] = tuple(RECIPES),
+                    seed: int = 0, recipes: Sequence[str] = DEFAULT_RECIPES,
                     progress: bool = True, plot: bool = True, verbose: bool = True,
                     header: Optional[bool] = None, overwrite: bool = False,
                     resume: bool = False, deterministic: bool = False,

@@ -172,8 +172,8 @@ def test_gated_keeps_the_recipe_of_best_validation():
                     config=dict(gate_start=2, warmup=2))
     res = base.fit_gated(data, train, val, test, "accuracy", settings, seed=0)
     vals = res.extra["recipe_val"]
-    from graphsparse.structure import RECIPES
-    assert list(vals) == list(RECIPES) == settings["recipes"]
+    from graphsparse.structure import DEFAULT_RECIPES
+    assert list(vals) == list(DEFAULT_RECIPES) == settings["recipes"]
     assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
     assert res.val == vals[res.extra["recipe"]]
     assert res.test == res.extra["recipe_test"][res.extra["recipe"]]
@@ -199,8 +199,8 @@ def test_gated_norm_selects_among_recipes_and_normalizations(monkeypatch):
     assert res.test == res.extra["recipe_test"][res.extra["recipe"]]
 
 
-def test_gated_guard_adds_the_input_graph_and_skips_configurations(monkeypatch):
-    data, train, val, test = _two_class_task(40, 160, 16, 12, seed=2)
+def _spy_recipe_runs(monkeypatch) -> list:
+    """Records ``(settings, result)`` of every configuration ``fit_gated`` trains."""
     fit, seen = base._fit_gated_recipe, []
 
     def spy(data, x, train, val, test, metric, cfg, seed):
@@ -208,6 +208,12 @@ def test_gated_guard_adds_the_input_graph_and_skips_configurations(monkeypatch):
         seen.append((cfg, res))
         return res
     monkeypatch.setattr(base, "_fit_gated_recipe", spy)
+    return seen
+
+
+def test_gated_guard_adds_the_input_graph_and_skips_configurations(monkeypatch):
+    data, train, val, test = _two_class_task(40, 160, 16, 12, seed=2)
+    seen = _spy_recipe_runs(monkeypatch)
     bench = _load("structure")
     settings = dict(bench.METHODS["gated_guard"].settings, epochs=5,
                     recipes=["preserve", "denoise"], skip=["denoise/sym"],
@@ -223,3 +229,31 @@ def test_gated_guard_adds_the_input_graph_and_skips_configurations(monkeypatch):
     assert seen[0][0]["gate_start"] == 1                     # the others train their gates
     vals = res.extra["recipe_val"]
     assert res.extra["recipe"] == max(vals, key=lambda k: (vals[k], -list(vals).index(k)))
+
+
+def test_gated_dagnn_configurations_and_recipe_overrides(monkeypatch):
+    data, train, val, test = _two_class_task(40, 160, 16, 12, seed=3)
+    seen = _spy_recipe_runs(monkeypatch)
+    bench = _load("structure")
+    settings = bench.METHODS["gated_dagnn"].settings
+    over = dict(settings["config"], epochs=4, gate_start=1, warmup=1)
+    res = base.fit_gated(data, train, val, test, "accuracy", dict(settings, config=over),
+                         seed=0)
+    names = list(res.extra["recipe_val"])
+    assert names == ["preserve+dagnn/sym", "preserve+dagnn/row", "denoise+dagnn/sym",
+                     "denoise+dagnn/row"]
+    assert len(names) <= 8                                       # the issue's budget
+    by_name = dict(zip(names, seen, strict=True))
+    from graphsparse.structure import recipe_config
+    for name, (cfg, _) in by_name.items():
+        recipe = name.partition("/")[0]
+        assert cfg["architecture"] == "dagnn" and cfg["min_sparsity"] == 0.3
+        # each recipe keeps its own penalty weight and schedule under the overrides
+        assert cfg["lam"] == recipe_config(recipe)["lam"] and cfg["gate_start"] == 1
+        assert cfg["distill"] == recipe_config(recipe)["distill"]
+    # the same-run baseline: the same model on the input graph, gates never trained
+    base_settings = dict(bench.METHODS["dagnn"].settings)
+    base_settings["config"] = dict(base_settings["config"], epochs=4)
+    run = base.fit_gated(data, train, val, test, "accuracy", base_settings, seed=0)
+    assert list(run.extra["recipe_val"]) == ["input/sym"] and run.edge_sparsity == 0.0
+    assert seen[-1][0]["architecture"] == "dagnn" and seen[-1][0]["gate_start"] == 4

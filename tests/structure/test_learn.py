@@ -16,7 +16,7 @@ import graphsparse.structure.learn as learn_mod
 from graphsparse.structure.io import karate_club, load_data_file
 from graphsparse.structure.learn import (CHECKPOINT_DIR, OUTPUT_FILES, _write_outputs,
                                          learn_structure, split_labelled)
-from graphsparse.structure.train import RECIPES, select_structure
+from graphsparse.structure.train import DEFAULT_RECIPES, select_structure
 
 PRUNES = dict(epochs=120, gate_start=30, warmup=20)   # karate: prunes about 20% in ~4 s
 
@@ -154,7 +154,8 @@ def test_summary_provenance_and_strict_json(karate_run):
     assert s["seed"] == 0
     p = s["provenance"]
     assert p["seed"] == 0 and p["settings"]["config"] == PRUNES
-    assert p["settings"]["val_fraction"] == 0.25 and p["settings"]["recipes"] == list(RECIPES)
+    assert p["settings"]["val_fraction"] == 0.25
+    assert p["settings"]["recipes"] == list(DEFAULT_RECIPES)
     assert p["settings"]["selected_settings"] == s["settings"]
     assert p["versions"]["torch"] == torch.__version__ and p["versions"]["torch_geometric"]
     assert p["inputs"] == {}                          # karate: no input files

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graphsparse.structure import RECIPES
+from graphsparse.structure import DEFAULT_RECIPES as RECIPES
 from graphsparse.testing import require_data
 
 ROOT = Path(__file__).resolve().parents[2]
