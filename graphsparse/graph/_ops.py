@@ -541,6 +541,7 @@ class _Hops(torch.autograd.Function):
         return (acc if ctx.needs_input_grad[0] else None), grad_w, None, None, None
 
 
+@torch.compiler.disable   # as weighted_aggregate: one graph break, no tracing of the pattern
 def propagate_hops(h: Tensor, edge_index: Tensor, edge_weight: Tensor, num_hops: int,
                    _path: str = "auto") -> Tensor:
     r"""Every power of the weighted adjacency applied to ``h``,
@@ -554,7 +555,8 @@ def propagate_hops(h: Tensor, edge_index: Tensor, edge_weight: Tensor, num_hops:
     the last hop down and computes the edge weights' gradient
     :math:`\sum_{k=1}^{K} \langle \bar{\mathbf{g}}_{k,i}, \mathbf{h}_{k-1,j} \rangle`
     (:math:`\bar G_k`: the whole gradient reaching hop :math:`k`) as one
-    SDDMM over ``[N, K C]`` instead of :math:`K` narrow ones.
+    SDDMM over ``[N, K C]`` instead of :math:`K` narrow ones. Not twice
+    differentiable.
 
     Args:
         h (Tensor): node features ``[N, C]``.

@@ -93,7 +93,7 @@ class GatedDAGNN(GatedGCN):
                     edge_weight: Optional[Tensor] = None) -> Tensor:
         """The learned weight :math:`s_{ik}` of every node and hop, ``[N, K + 1]``
         (hop 0: the node's own MLP output), in evaluation mode."""
-        was = self.training
+        modes = {m: m.training for m in self.modules()}    # the adjacency's own too
         self.eval()
         scores = []
         handle = self.hop_score.register_forward_hook(
@@ -103,7 +103,8 @@ class GatedDAGNN(GatedGCN):
                 self(x, edge_index, edge_weight)
         finally:
             handle.remove()
-            self.train(was)
+            for m, mode in modes.items():
+                m.training = mode
         return scores[-1].squeeze(-1).t()
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:

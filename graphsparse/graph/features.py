@@ -13,8 +13,8 @@ from torch import Tensor
 
 def sparse_features(x: Tensor, max_density: float = 0.1) -> Tensor:
     """``x`` as a sparse CSR tensor when at most ``max_density`` of its
-    entries are non-zero, else ``x`` unchanged. :class:`GatedGCN` and
-    :class:`GatedResGCN` take either; on CiteSeer (0.85% non-zero, 3,703
+    entries are non-zero, else ``x`` unchanged. :class:`GatedGCN`,
+    :class:`GatedResGCN` and :class:`GatedDAGNN` take either; on CiteSeer (0.85% non-zero, 3,703
     features) the sparse input makes a training epoch several times faster
     on the CPU (the dense input dropout alone is most of the epoch).
 

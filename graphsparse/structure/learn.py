@@ -176,8 +176,9 @@ def learn_structure(edges: Optional[PathLike] = None, features: Optional[PathLik
                     normalizations: Sequence[Optional[str]] = (None,)) -> Dict[str, Any]:
     """Learns a sparse structure for a graph given as files (see
     :func:`~graphsparse.structure.read_graph_input`; no input: the karate-club
-    graph), trains the learned-structure GCN with every recipe of
-    :data:`~graphsparse.structure.RECIPES` (``recipes``; ``config`` overrides
+    graph), trains the learned-structure GCN with each recipe of ``recipes``
+    (names of :data:`~graphsparse.structure.RECIPES`; default
+    :data:`~graphsparse.structure.DEFAULT_RECIPES`; ``config`` overrides
     the settings of all of them), keeps the one of best accuracy on the
     held-out labelled nodes (:func:`~graphsparse.structure.select_structure`)
     and writes to ``out``:

@@ -29,7 +29,8 @@ from .learner import LEARNER_DEFAULTS, StructureLearner
 
 #: Settings of the model and its optimizer in :func:`fit_structure`.
 MODEL_DEFAULTS: Dict[str, Any] = dict(
-    architecture="gcn",    # "gcn": GatedGCN; "residual": GatedResGCN (a skip path per node)
+    architecture="gcn",    # "gcn": GatedGCN; "residual": GatedResGCN (a skip path per node);
+                           # "dagnn": GatedDAGNN (10 hops of an MLP's output)
     hidden=16,             # Kipf & Welling's GCN
     dropout=0.5,
     lr=0.01,               # Adam, model weights
@@ -164,8 +165,9 @@ def build_adjacency(edge_index: Tensor, num_nodes: int, num_features: int,
 def build_structure_model(num_features: int, num_classes: int, edge_index: Tensor,
                           num_nodes: int, config: Dict[str, Any],
                           x: Optional[Tensor] = None) -> GatedGCN:
-    """The :class:`~graphsparse.graph.GatedGCN` (``architecture="gcn"``) or
-    :class:`~graphsparse.graph.GatedResGCN` (``"residual"``) described by
+    """The :class:`~graphsparse.graph.GatedGCN` (``architecture="gcn"``),
+    :class:`~graphsparse.graph.GatedResGCN` (``"residual"``) or
+    :class:`~graphsparse.graph.GatedDAGNN` (``"dagnn"``) described by
     ``config``, on :func:`build_adjacency`."""
     adj = build_adjacency(edge_index, num_nodes, num_features, config, x)
     arch = config["architecture"]

@@ -85,6 +85,15 @@ def test_dagnn_equals_a_dense_reference_and_trains_the_gate():
     assert adj.alpha.grad.abs().sum() > 0
     weights = model.hop_weights(x)
     assert weights.shape == (n, 5) and bool(((weights > 0) & (weights < 1)).all())
+    # the hop weights are those of the forward: y = sum_k s_k H_k
+    hops = torch.stack([torch.linalg.matrix_power(a, k) @ model.convs[1](torch.relu(
+        model.convs[0](x))) for k in range(5)])
+    torch.testing.assert_close((weights.t().unsqueeze(-1) * hops).sum(0), out.detach())
+    # every module's own mode comes back (the adjacency's included)
+    model.train()
+    adj.eval()
+    model.hop_weights(x)
+    assert model.training and model.convs[0].training and not adj.training
 
 
 def test_dagnn_without_neighbours_is_its_mlp():
