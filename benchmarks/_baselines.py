@@ -286,27 +286,24 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
     metrics choose nothing. ``seconds`` is the whole selection's time (all
     recipes); ``extra`` names the chosen recipe and each recipe's validation
     metric."""
-    from graphsparse.structure import recipe_config
+    from graphsparse.structure import config_name, selected_config
 
     x = data.x.to_dense() if data.x.layout != torch.strided else data.x
-    names = [name if norm is None else f"{name}/{norm}" for name in settings["recipes"]
+    names = [config_name(name, norm) for name in settings["recipes"]
              for norm in settings.get("normalizations") or [None]]
     names = [n for n in names if n not in settings.get("skip", ())]
     if settings.get("input_graph"):
-        names.append(f"input/{settings['input_graph']}")
+        names.append(config_name("input", settings["input_graph"]))
+    over = dict(settings.get("config") or {})
+    if settings.get("epochs") is not None:
+        over["epochs"] = settings["epochs"]
     runs = {}
     for key in names:
-        name, _, norm = key.partition("/")
-        over = dict(settings.get("config") or {})
-        if settings.get("epochs") is not None:
-            over["epochs"] = settings["epochs"]
-        if norm:
-            over["normalization"] = norm
-        if name == "input":
-            cfg = recipe_config("preserve", over)
+        if key.startswith("input/"):      # the preserve recipe whose gates never train
+            cfg = selected_config(key.replace("input", "preserve", 1), over)
             cfg.update(gate_start=cfg["epochs"], min_sparsity=0.0)
         else:
-            cfg = recipe_config(name, over)
+            cfg = selected_config(key, over)
         runs[key] = _fit_gated_recipe(data, x, train, val, test, metric, cfg, seed)
     chosen = max(runs, key=lambda n: (runs[n].val, -list(runs).index(n)))
     best = runs[chosen]

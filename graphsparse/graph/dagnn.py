@@ -3,7 +3,7 @@
 ``num_hops`` times."""
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -106,11 +106,6 @@ class GatedDAGNN(GatedGCN):
             for m, mode in modes.items():
                 m.training = mode
         return scores[-1].squeeze(-1).t()
-
-    def weight_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the MLP and the hop scorer (everything but the adjacency)."""
-        adjacency = set(map(id, self.adjacency.parameters())) if self.adjacency else set()
-        return (p for p in self.parameters() if id(p) not in adjacency)
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, num_hops={self.num_hops}, dropout={self.dropout}"

@@ -149,8 +149,9 @@ class GatedGCN(nn.Module):
         return self._require_adjacency().gate_parameters()
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the convolutions."""
-        return self.convs.parameters()
+        """Parameters of the layers (everything but the adjacency)."""
+        adjacency = set(map(id, self.adjacency.parameters())) if self.adjacency else set()
+        return (p for p in self.parameters() if id(p) not in adjacency)
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, dropout={self.dropout}"
@@ -220,8 +221,3 @@ class GatedResGCN(GatedGCN):
             z = F.dropout(F.gelu(conv(norm(h), edge_index, edge_weight)), p, training)
             h = h + F.dropout(lin2(z), p, training)
         return self.out(self.out_norm(h))
-
-    def weight_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the layers (everything but the adjacency)."""
-        adjacency = set(map(id, self.adjacency.parameters())) if self.adjacency else set()
-        return (p for p in self.parameters() if id(p) not in adjacency)
