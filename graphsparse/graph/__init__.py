@@ -4,7 +4,13 @@ from ._ops import edge_cosine, edge_dot
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
 from .dagnn import GatedDAGNN
-from .features import dropout_recompute, feature_dropout, relu_dropout, sparse_features
+from .features import (
+    dropout_recompute,
+    feature_dropout,
+    relu_dropout,
+    sparse_features,
+    sparse_linear,
+)
 from .knn import knn_candidates, merge_candidates
 from .model import GatedGCN, GatedResGCN
 from .norm import row_norm, sym_norm
@@ -15,4 +21,4 @@ from .weighted import EdgeWeighted, check_weight_consumers
 __all__ = ["GatedAdjacency", "EdgeScorer", "GatedGCNConv", "GatedGCN", "GatedResGCN", "GatedDAGNN",
            "EdgeWeighted", "check_weight_consumers", "knn_candidates", "merge_candidates",
            "sinkhorn", "row_norm", "sym_norm", "sparse_features", "feature_dropout",
-           "relu_dropout", "dropout_recompute", "edge_cosine", "edge_dot"]
+           "relu_dropout", "dropout_recompute", "sparse_linear", "edge_cosine", "edge_dot"]

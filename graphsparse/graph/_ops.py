@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .features import sparse_linear
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -163,13 +165,53 @@ def _cached_pattern(edge_index: Tensor, num_nodes: int) -> _Pattern:
             and entry[2] == num_nodes):
         return entry[3]
     pattern = _pattern(edge_index[0], edge_index[1], num_nodes)
+    _cache_pattern(edge_index, num_nodes, pattern)
+    return pattern
+
+
+def _cache_pattern(edge_index: Tensor, num_nodes: int, pattern: _Pattern) -> None:
+    key = id(edge_index)
 
     def drop(_: object) -> None:
         _PATTERNS.pop(key, None)
 
     ref = weakref.ref(edge_index, drop)
     _PATTERNS[key] = (ref, edge_index._version, num_nodes, pattern)
-    return pattern
+
+
+def _subset_pattern(parent: _Pattern, keep: Tensor) -> _Pattern:
+    """The pattern of the edges ``keep`` (``[E]`` bool) of ``parent``'s edge
+    list, in their order, derived without a sort: O(E) gathers and prefix
+    sums. A subset of a row-sorted list is row-sorted, and the surviving
+    entries keep their order in both orientations."""
+    e = keep.numel()
+    dtype = parent.col.dtype
+    new_id = torch.cumsum(keep, 0).sub_(1)              # [E] new id of each kept edge
+
+    def orientation(perm: Optional[Tensor], crow: Tensor, col: Tensor):
+        mask = keep if perm is None else keep.index_select(0, perm.long())
+        count = torch.zeros(e + 1, dtype=torch.long, device=keep.device)
+        torch.cumsum(mask, 0, out=count[1:])
+        sel = mask.nonzero().view(-1)
+        sub_perm = None
+        if perm is not None:
+            sub_perm = new_id.index_select(0, perm.long().index_select(0, sel)).to(perm.dtype)
+        return count.index_select(0, crow.long()).to(dtype), col.index_select(0, sel), sub_perm
+
+    crow, col, perm = orientation(parent.perm, parent.crow, parent.col)
+    crow_t, col_t, perm_t = orientation(parent.perm_t, parent.crow_t, parent.col_t)
+    assert perm is not None
+    return _Pattern(crow, col, perm, crow_t, col_t, perm_t)
+
+
+def select_edges(edge_index: Tensor, keep: Tensor, num_nodes: int) -> Tensor:
+    """``edge_index[:, keep]`` (``keep``: ``[E]`` bool), whose CSR pattern for
+    the sparse products is derived from ``edge_index``'s cached one (built
+    once for a stored edge list) instead of sorted afresh: what a learned
+    adjacency that drops its exact zeros needs every step."""
+    sub = edge_index[:, keep]
+    _cache_pattern(sub, num_nodes, _subset_pattern(_cached_pattern(edge_index, num_nodes), keep))
+    return sub
 
 
 _CHUNK_VALUES = 1 << 20     # gathered values per chunk of the chunked SDDMM (4 MiB in float32)
@@ -491,7 +533,7 @@ def linear_aggregate(x: Tensor, lin_weight: Tensor, edge_index: Tensor, edge_wei
             or torch.is_autocast_enabled(x.device.type)     # half-precision features: edge list
             or not sparse_product_supported(x, edge_weight)
             or lin_weight.dtype != x.dtype or lin_weight.dim() != 2):
-        return weighted_aggregate(F.linear(x, lin_weight), edge_index, edge_weight, _path)
+        return weighted_aggregate(sparse_linear(x, lin_weight), edge_index, edge_weight, _path)
     pattern = _cached_pattern(edge_index, x.size(0))
     return _LinearAggregate.apply(x.contiguous(), lin_weight, edge_weight, pattern,
                                   _path == "chunked")

@@ -16,6 +16,7 @@ from ..utils.validation import check_choice, check_finite, check_p, check_positi
 from ._gate import gate_product
 from ._inputs import Candidates as _Candidates
 from ._inputs import as_edge_list, build_candidates, first_of_each
+from ._ops import select_edges
 from ._validate import assert_finite, check_features
 from .norm import _row_norm, _sym_norm
 from .sinkhorn import _sinkhorn
@@ -29,7 +30,8 @@ REDUCTIONS = ("sum", "mean")
 ZEROS = ("drop", "keep", "auto")
 # forward(zeros="auto") drops exact zeros once they are this share of the
 # candidates: below it, a product over the few extra entries is cheaper than
-# a new CSR pattern (a sort of the surviving edges) per step.
+# a new CSR pattern of the surviving edges per step (derived from the stored
+# list's, no sort: _ops.select_edges).
 ZERO_SHARE_TO_DROP = 0.25
 
 
@@ -651,9 +653,15 @@ class GatedAdjacency(nn.Module):
         returned ``edge_index`` is then the adjacency's own buffer: do not
         modify it in place.
 
+        With nothing to drop the stored ``edge_index`` itself is returned;
+        the surviving edges of the stored candidates come with a CSR pattern
+        derived from the stored one (:func:`~graphsparse.graph._ops.select_edges`:
+        gathers and prefix sums, no sort), so the sparse products build none.
+
         The weights of the last call are kept (:attr:`last_edge_values`), so
         that sparsity and the penalty need no second evaluation."""
         check_choice(zeros, ZEROS, "zeros", f"{self.__class__.__name__}.forward")
+        stored = edge_index is None
         cand, values = self._evaluate(x, edge_index)
         self._remember(x, edge_index, cand, values)
         keep = values > 0
@@ -665,10 +673,16 @@ class GatedAdjacency(nn.Module):
                 return (cand.edge_index, values,
                         torch.arange(values.numel(), device=values.device))
             return cand.edge_index, values
+        edge_id = keep.nonzero().view(-1)
+        if edge_id.numel() == keep.numel():     # nothing to drop: the stored list, no copy
+            edge_index = cand.edge_index
+        elif stored:     # a subset of a fixed list: its CSR pattern needs no sort
+            edge_index = select_edges(cand.edge_index, keep, cand.num_nodes)
+        else:
+            edge_index = cand.edge_index.index_select(1, edge_id)
         if return_edge_id:
-            edge_id = keep.nonzero().view(-1)
-            return cand.edge_index[:, edge_id], values[edge_id], edge_id
-        return cand.edge_index[:, keep], values[keep]
+            return edge_index, values.index_select(0, edge_id), edge_id
+        return edge_index, values.index_select(0, edge_id)
 
     def subgraph(self, edge_index: Tensor, e_id: Tensor, n_id: Tensor,
                  x: Optional[Tensor] = None, *,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..utils.validation import check_positive_int
 from ._ops import propagate_hops
 from .adjacency import GatedAdjacency
-from .features import feature_dropout
+from .features import feature_dropout, sparse_linear
 from .model import GatedGCN
 
 
@@ -79,10 +79,7 @@ class GatedDAGNN(GatedGCN):
         for i, lin in enumerate(self.convs):
             assert isinstance(lin, nn.Linear)
             h = feature_dropout(h, p, training)      # O(nnz) on sparse CSR features
-            if h.layout == torch.strided:
-                h = lin(h)
-            else:
-                h = torch.sparse.mm(h, lin.weight.t()) + lin.bias
+            h = lin(h) if h.layout == torch.strided else sparse_linear(h, lin.weight, lin.bias)
             if i < len(self.convs) - 1:
                 h = F.relu(h)
         hops = propagate_hops(h, edge_index, edge_weight, self.num_hops)   # [K + 1, N, C]

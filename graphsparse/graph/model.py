@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.validation import check_positive_int
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
-from .features import dropout_recompute, relu_dropout
+from .features import dropout_recompute, relu_dropout, sparse_linear
 
 
 class GatedGCN(nn.Module):
@@ -216,7 +217,11 @@ class GatedResGCN(GatedGCN):
 
     def _layers(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
         p, training = self.dropout, self.training
-        h = F.gelu(F.dropout(self.inp(x), p, training))
+        # sparse CSR features: a linear map whose weight gradient reuses one
+        # transposed pattern (sparse_linear)
+        h = self.inp(x) if x.layout == torch.strided else sparse_linear(x, self.inp.weight,
+                                                                       self.inp.bias)
+        h = F.gelu(F.dropout(h, p, training))
         for conv, norm, lin2 in zip(self.convs, self.norms, self.lin2, strict=True):
             z = F.dropout(F.gelu(conv(norm(h), edge_index, edge_weight)), p, training)
             h = h + F.dropout(lin2(z), p, training)

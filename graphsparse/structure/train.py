@@ -80,7 +80,7 @@ STRUCTURE_DEFAULTS: Dict[str, Any] = {**MODEL_DEFAULTS, **ADJACENCY_DEFAULTS, **
 #: validation plateau comes later than the GCN's); ``"preserve+dagnn"``
 #: doubles the penalty weight (4e-3: at 2e-3 DAGNN's gates reached 22-26%
 #: zeros on Cora). Schedule and penalty were picked on Cora (README). They
-#: are opt-in: a run costs about 8x a GCN's.
+#: are opt-in: a run costs about 5x a GCN's (README).
 _DENOISE = dict(distill=0.0, groups="both", unit_init=False, init_noise=0.0, lam=1e-3,
                 gate_start=50, epochs=200)
 _RESIDUAL = dict(architecture="residual", hidden=64, dropout=0.2, lr=1e-3, weight_decay=0.0)

@@ -345,3 +345,29 @@ def test_identity_mix_arguments():
             GatedAdjacency(ei, 2, identity_mix=bad)
     with pytest.raises(ValueError, match="add_self_loops"):
         GatedAdjacency(ei, 2, identity_mix=0.5, add_self_loops=False)
+
+
+def test_dropping_zeros_reuses_the_stored_list_and_its_pattern():
+    # nothing zero: the stored edge list itself (its CSR pattern is cached);
+    # zeros: the surviving edges, whose pattern is derived from the stored
+    # one (no sort), with the products of a fresh copy of the same edges
+    from graphsparse.graph import _ops
+    from torch_geometric.utils import erdos_renyi_graph
+    torch.manual_seed(0)
+    adj = GatedAdjacency(erdos_renyi_graph(30, 0.2), 30, normalization="row", unit_init=True)
+    ei, w = adj()
+    assert ei is adj.edge_index and int((w == 0).sum()) == 0
+    with torch.no_grad():
+        adj.alpha[::3] = -50.0                       # gate every third candidate off
+    ei, w = adj()
+    keep = adj.last_edge_values > 0
+    assert not bool(keep.all()) and torch.equal(ei, adj.edge_index[:, keep])
+    assert id(ei) in _ops._PATTERNS                  # derived, not yet built by a product
+    h = torch.randn(30, 4, dtype=w.dtype, requires_grad=True)
+    out = _ops.weighted_aggregate(h, ei, w)
+    ref = _ops.weighted_aggregate(h, ei.clone(), w)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, [h, adj.alpha], g, retain_graph=True),
+                    torch.autograd.grad(ref, [h, adj.alpha], g)):
+        torch.testing.assert_close(a, b)

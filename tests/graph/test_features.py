@@ -204,3 +204,40 @@ def test_dropout_recompute_keeps_a_mask_not_the_dropped_features():
     assert torch.equal(dropout_recompute(lambda d: d, x, 0.4, False), x)   # eval: identity
     with pytest.raises(ValueError, match="'p'"):
         dropout_recompute(layer, x, -0.1, True)
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
+def test_sparse_linear_equals_linear_on_the_dense_input(index_dtype):
+    from graphsparse.graph.features import sparse_linear
+    torch.manual_seed(0)
+    x = _bag_of_words().double()
+    x[3] = 0.0                                       # an empty row
+    x[:, 7] = 0.0                                    # an empty column
+    xs = x.to_sparse_csr()
+    xs = torch.sparse_csr_tensor(xs.crow_indices().to(index_dtype),
+                                 xs.col_indices().to(index_dtype), xs.values(), xs.shape,
+                                 check_invariants=True)
+    w = torch.randn(5, 60, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda w, b: sparse_linear(xs, w, b), (w, b))
+    for _ in range(2):          # dropout keeps the pattern: the cached transpose is reused
+        d = feature_dropout(xs, 0.5, True)
+        out = sparse_linear(d, w, b)
+        assert out.grad_fn is not None and "SparseLinear" in repr(out.grad_fn.next_functions)
+        ref = F.linear(d.to_dense(), w, b)
+        g = torch.randn_like(ref)
+        torch.testing.assert_close(out, ref)
+        for a, r in zip(torch.autograd.grad(out, (w, b), g), torch.autograd.grad(ref, (w, b), g)):
+            torch.testing.assert_close(a, r)
+
+
+def test_sparse_linear_cache_is_bounded_and_dense_inputs_pass_through():
+    from graphsparse.graph import features
+    w = torch.randn(4, 60, requires_grad=True)
+    for seed in range(features._TRANSPOSED_MAX + 3):
+        xs = sparse_features(_bag_of_words(seed=seed))
+        features.sparse_linear(xs, w).sum().backward()
+        del xs
+    assert len(features._TRANSPOSED) <= features._TRANSPOSED_MAX
+    x = _bag_of_words()
+    torch.testing.assert_close(features.sparse_linear(x, w), F.linear(x, w))
