@@ -1,6 +1,6 @@
 """Graph layers: a learnable sparse adjacency (the differentiable sparse gate
 on rows and columns, Sinkhorn normalization) and a GCN that shares it."""
-from ._ops import edge_cosine, edge_dot
+from ._ops import edge_cosine, edge_dot, sparse_linear
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
 from .dagnn import GatedDAGNN
@@ -9,7 +9,6 @@ from .features import (
     feature_dropout,
     relu_dropout,
     sparse_features,
-    sparse_linear,
 )
 from .knn import knn_candidates, merge_candidates
 from .model import GatedGCN, GatedResGCN

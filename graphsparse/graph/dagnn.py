@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.validation import check_positive_int
-from ._ops import propagate_hops
+from ._ops import propagate_hops, sparse_linear
 from .adjacency import GatedAdjacency
-from .features import feature_dropout, sparse_linear
+from .features import feature_dropout
 from .model import GatedGCN
 
 

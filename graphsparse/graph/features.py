@@ -4,13 +4,11 @@ the first layer's dropout and linear map cost O(N F) instead of O(nnz)."""
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 
 def sparse_features(x: Tensor, max_density: float = 0.1) -> Tensor:
@@ -186,72 +184,3 @@ def dropout_recompute(fn: Callable[[Tensor], _T], x: Tensor, p: float, training:
     dropped.clear()
     return out
 
-
-# Transposed patterns of sparse CSR features, for the weight gradient of
-# sparse_linear: a few feature matrices live per process (their dropout keeps
-# the pattern: the same index tensors, new values), so a small cache that
-# holds the index tensors (their addresses cannot be reused while it does).
-_TRANSPOSED: "OrderedDict[tuple, tuple]" = OrderedDict()
-_TRANSPOSED_MAX = 4
-
-
-def _transposed_pattern(x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    crow, col = x.crow_indices(), x.col_indices()
-    key = (crow.data_ptr(), col.data_ptr(), col.numel(), tuple(x.shape), x.device)
-    entry = _TRANSPOSED.get(key)
-    if entry is not None:
-        _TRANSPOSED.move_to_end(key)
-        return entry[1]
-    rows = torch.repeat_interleave(torch.arange(x.size(0), device=x.device), crow.diff())
-    perm = torch.sort(col, stable=True).indices              # entry of every X^T entry
-    crow_t = crow.new_zeros(x.size(1) + 1)
-    torch.cumsum(torch.bincount(col, minlength=x.size(1)), 0, out=crow_t[1:])
-    pattern = (crow_t, rows.index_select(0, perm).to(col.dtype), perm)
-    _TRANSPOSED[key] = ((crow, col), pattern)
-    while len(_TRANSPOSED) > _TRANSPOSED_MAX:
-        _TRANSPOSED.popitem(last=False)
-    return pattern
-
-
-class _SparseLinear(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
-        ctx.save_for_backward(x.values())
-        ctx.x_shape = x.shape
-        ctx.pattern = _transposed_pattern(x)
-        return torch.sparse.mm(x, weight.t())
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        (values,) = ctx.saved_tensors
-        crow_t, col_t, perm = ctx.pattern
-        with warnings.catch_warnings():      # "CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            xt = torch.sparse_csr_tensor(crow_t, col_t, values.index_select(0, perm),
-                                         (ctx.x_shape[1], ctx.x_shape[0]),
-                                         check_invariants=False)
-        return None, torch.sparse.mm(xt, grad).t()
-
-
-def sparse_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    r""":func:`torch.nn.functional.linear` (:math:`X W^\top + b`) for sparse
-    CSR features ``x`` that need no gradient, whose weight gradient
-    :math:`G^\top X = (X^\top G)^\top` reads :math:`X^\top` from a
-    transposed pattern built once per feature matrix (dropout keeps it)
-    instead of sorting the entries every backward pass, as ``F.linear``
-    does. Any other input goes to ``F.linear``.
-
-    Args:
-        x (Tensor): ``[N, F]`` features, sparse CSR (or dense).
-        weight (Tensor): ``[C, F]``, as ``nn.Linear.weight``.
-        bias (Tensor, optional): ``[C]``.
-
-    Shapes:
-        - **output:** ``[N, C]``
-    """
-    if (x.layout != torch.sparse_csr or x.requires_grad or x.dim() != 2
-            or weight.dtype != x.dtype):
-        return F.linear(x, weight, bias)
-    out = _SparseLinear.apply(x, weight)
-    return out if bias is None else out + bias

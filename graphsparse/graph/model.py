@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.validation import check_positive_int
+from ._ops import sparse_linear
 from .adjacency import GatedAdjacency
 from .conv import GatedGCNConv
-from .features import dropout_recompute, relu_dropout, sparse_linear
+from .features import dropout_recompute, relu_dropout
 
 
 class GatedGCN(nn.Module):

@@ -208,7 +208,7 @@ def test_dropout_recompute_keeps_a_mask_not_the_dropped_features():
 
 @pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
 def test_sparse_linear_equals_linear_on_the_dense_input(index_dtype):
-    from graphsparse.graph.features import sparse_linear
+    from graphsparse.graph._ops import sparse_linear
     torch.manual_seed(0)
     x = _bag_of_words().double()
     x[3] = 0.0                                       # an empty row
@@ -232,12 +232,12 @@ def test_sparse_linear_equals_linear_on_the_dense_input(index_dtype):
 
 
 def test_sparse_linear_cache_is_bounded_and_dense_inputs_pass_through():
-    from graphsparse.graph import features
+    from graphsparse.graph import _ops as ops
     w = torch.randn(4, 60, requires_grad=True)
-    for seed in range(features._TRANSPOSED_MAX + 3):
+    for seed in range(ops._TRANSPOSED_MAX + 3):
         xs = sparse_features(_bag_of_words(seed=seed))
-        features.sparse_linear(xs, w).sum().backward()
+        ops.sparse_linear(xs, w).sum().backward()
         del xs
-    assert len(features._TRANSPOSED) <= features._TRANSPOSED_MAX
+    assert len(ops._TRANSPOSED) <= ops._TRANSPOSED_MAX
     x = _bag_of_words()
-    torch.testing.assert_close(features.sparse_linear(x, w), F.linear(x, w))
+    torch.testing.assert_close(ops.sparse_linear(x, w), F.linear(x, w))
