@@ -271,6 +271,12 @@ def _fit_gated_recipe(data, x, train, val, test, metric: str, cfg: Dict[str, Any
                      extra=dict(self_share=float(adj.self_share(values).mean())))
 
 
+#: Normalization labels of :func:`fit_gated` beyond the plain names.
+NORMALIZATION_LABELS: Dict[str, Dict[str, Any]] = {
+    "sinkhorn+degree": dict(normalization="sinkhorn", marginals="degree"),
+}
+
+
 def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
               seed: int) -> RunResult:
     """The learned structure: every recipe of ``settings["recipes"]`` (names of
@@ -282,7 +288,9 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
     ``settings["input_graph"]`` (a normalization) one more configuration,
     ``"input/<norm>"``: the ``preserve`` recipe with its gates never trained
     (``gate_start`` = epochs, any sparsity), i.e. the model on the input
-    graph, so that validation can say the learned graph does not help. Test
+    graph, so that validation can say the learned graph does not help. A
+    normalization ``"sinkhorn+degree"`` is Sinkhorn with
+    ``marginals="degree"`` (:data:`NORMALIZATION_LABELS`). Test
     metrics choose nothing. ``seconds`` is the whole selection's time (all
     recipes); ``extra`` names the chosen recipe and each recipe's validation
     metric."""
@@ -299,11 +307,18 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
         over["epochs"] = settings["epochs"]
     runs = {}
     for key in names:
+        recipe, _, norm = key.partition("/")
+        label = NORMALIZATION_LABELS.get(norm, {})
+        if label:
+            key_cfg = recipe
+            extra_cfg = {**over, **label}
+        else:
+            key_cfg, extra_cfg = key, over
         if key.startswith("input/"):      # the preserve recipe whose gates never train
-            cfg = selected_config(key.replace("input", "preserve", 1), over)
+            cfg = selected_config(key_cfg.replace("input", "preserve", 1), extra_cfg)
             cfg.update(gate_start=cfg["epochs"], min_sparsity=0.0)
         else:
-            cfg = selected_config(key, over)
+            cfg = selected_config(key_cfg, extra_cfg)
         runs[key] = _fit_gated_recipe(data, x, train, val, test, metric, cfg, seed)
     chosen = max(runs, key=lambda n: (runs[n].val, -list(runs).index(n)))
     best = runs[chosen]

@@ -66,6 +66,10 @@ def _learn_parser(sub, recipes: Optional[Sequence[str]] = None) -> None:
                    choices=["sinkhorn", "balanced", "row", "sym", "auto"],
                    help="default: the recipe's own; auto: row and sym, chosen on validation "
                    "with the recipe (8 configurations with --recipe auto)")
+    p.add_argument("--marginals", default=None, choices=["uniform", "degree"],
+                   help="Sinkhorn's target row and column sums (with --normalization sinkhorn "
+                   "or balanced): uniform (doubly stochastic, the paper's; default) or degree "
+                   "(the input graph's degrees, in GCN's frame: starts at GCN's matrix)")
     p.add_argument("--knn", type=int, default=None, metavar="K",
                    help="add each node's K nearest neighbours by feature cosine as candidate "
                    "edges, so the learned graph can add edges (default: the recipe's own, 0)")
@@ -138,7 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             auto = args.normalization == "auto"
             config = {k: v for k, v in dict(epochs=args.epochs, lam=args.lam,
                                             normalization=None if auto else args.normalization,
-                                            knn=args.knn).items()
+                                            knn=args.knn, marginals=args.marginals).items()
                       if v is not None}
             chosen = DEFAULT_RECIPES if args.recipe == "auto" else (args.recipe,)
             learn_structure(args.edges, args.features, args.labels, out=args.out,

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import sparse_gate
+from ..core import group_reduce, sparse_gate
 from ..core.gate import ACTIVATIONS
 from ..core.penalty import ragged_pnorm_penalty
 from ..utils.validation import check_choice, check_finite, check_p, check_positive_int
 from ._gate import gate_product
 from ._inputs import Candidates as _Candidates
 from ._inputs import as_edge_list, build_candidates, first_of_each
-from ._ops import select_edges
+from ._ops import scale_edges, select_edges
 from ._validate import assert_finite, check_features
 from .norm import _row_norm, _sym_norm
 from .sinkhorn import _sinkhorn
@@ -26,6 +26,7 @@ GROUPS = ("row", "col", "both")
 # float32 range in which Sinkhorn's gradient (of order 1/strength) is finite.
 LOGIT_FLOOR = -15.0
 NORMALIZATIONS = ("sinkhorn", "balanced", "row", "sym", "none")
+MARGINALS = ("uniform", "degree")
 REDUCTIONS = ("sum", "mean")
 ZEROS = ("drop", "keep", "auto")
 # forward(zeros="auto") drops exact zeros once they are this share of the
@@ -37,12 +38,21 @@ ZERO_SHARE_TO_DROP = 0.25
 
 def _normalize_edges(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
                     normalization: str, num_iters: int = 10,
-                    edge_index: Optional[Tensor] = None) -> Tensor:
-    """Dispatches to the normalizations of :mod:`~graphsparse.graph.norm` and
-    :mod:`~graphsparse.graph.sinkhorn` (no input checks: the hot path)."""
+                    edge_index: Optional[Tensor] = None,
+                    degrees: Optional[Tensor] = None) -> Tensor:
+    r"""Dispatches to the normalizations of :mod:`~graphsparse.graph.norm` and
+    :mod:`~graphsparse.graph.sinkhorn` (no input checks: the hot path).
+    ``degrees`` ``[N]``: Sinkhorn toward them as row and column sums, then
+    :math:`D^{-1/2} \cdot D^{-1/2}` (``marginals="degree"``; None: ones)."""
     if normalization in ("sinkhorn", "balanced"):
-        return _sinkhorn(row, col, weight, num_nodes, num_iters, normalization == "balanced",
-                         edge_index=edge_index)
+        balanced = normalization == "balanced"
+        if degrees is None:
+            return _sinkhorn(row, col, weight, num_nodes, num_iters, balanced,
+                             edge_index=edge_index)
+        out = _sinkhorn(row, col, weight, num_nodes, num_iters, balanced,
+                        edge_index=edge_index, marginals=degrees.expand(2, num_nodes))
+        s = degrees.rsqrt().to(out.dtype)
+        return scale_edges(out, s, row, s, col)
     if normalization == "row":
         return _row_norm(row, weight, num_nodes)
     if normalization == "sym":
@@ -88,7 +98,8 @@ class GatedAdjacency(nn.Module):
     and columns. Then :math:`A` is
 
     * ``"sinkhorn"``: :func:`~graphsparse.graph.sinkhorn` (rows and columns
-      sum to one, in the limit); ``"balanced"``: the balanced variant;
+      sum to one, in the limit; with ``marginals="degree"`` see below);
+      ``"balanced"``: the balanced variant;
     * ``"row"``: :math:`D^{-1}\tilde A`; ``"sym"``: :math:`D^{-1/2}\tilde A D^{-1/2}`;
     * ``"none"``: :math:`\tilde A` itself.
 
@@ -151,6 +162,23 @@ class GatedAdjacency(nn.Module):
         normalization (str): ``"sinkhorn"``, ``"balanced"``, ``"row"``,
             ``"sym"`` or ``"none"``. (default: ``"sinkhorn"``)
         num_iters (int): Sinkhorn iterations. (default: ``10``)
+        marginals (str): Sinkhorn's target row and column sums:
+            ``"uniform"`` (one: doubly stochastic, the paper's) or
+            ``"degree"``: the degrees :math:`d` of the candidate graph (the
+            row sums of its input strengths, self-loops included; computed
+            once, a mini-batch or another graph gets its own), in GCN's
+            frame: :math:`A = D^{-1/2} S D^{-1/2}` with :math:`S` the
+            Sinkhorn scaling of :math:`\tilde A` whose rows and columns sum
+            to :math:`d`. On an undirected candidate graph :math:`A` starts
+            at GCN's :math:`D^{-1/2}(A+I)D^{-1/2}` (unit gates: :math:`S` is
+            the candidate matrix itself), every node keeps its total weight
+            :math:`d_i` while the gates prune (a leaf of a hub keeps its
+            share, where a doubly stochastic matrix gives the hub's column of
+            one to all its leaves), and :math:`A^\top \sqrt d = \sqrt d`
+            after every iteration, so the spectral radius of :math:`A` is
+            exactly one (Collatz-Wielandt), as GCN's: many propagation hops
+            (DAGNN) neither blow up nor vanish. ``"sinkhorn"`` and
+            ``"balanced"`` only. (default: ``"uniform"``)
         add_self_loops (bool): add the missing self-loops to the candidates.
             (default: ``True``)
         symmetric (bool): tie the gates of :math:`(i, j)` and :math:`(j, i)`.
@@ -220,6 +248,7 @@ class GatedAdjacency(nn.Module):
     self_loop_id: Tensor
     reverse_id: Optional[Tensor]
     logit_prior: Optional[Tensor]
+    sinkhorn_degrees: Optional[Tensor]
     alpha: Optional[nn.Parameter]
     beta_row: Optional[nn.Parameter]
     beta_col: Optional[nn.Parameter]
@@ -232,11 +261,16 @@ class GatedAdjacency(nn.Module):
                  scorer: Optional[nn.Module] = None, activation: str = "sigmoid",
                  gate_self_loops: bool = True, unit_init: bool = False,
                  init_noise: float = 0.0, candidates: Optional[Tensor] = None,
-                 identity_mix: Optional[float] = None) -> None:
+                 identity_mix: Optional[float] = None, marginals: str = "uniform") -> None:
         super().__init__()
         name = self.__class__.__name__
         check_choice(groups, GROUPS, "groups", name)
         check_choice(normalization, NORMALIZATIONS, "normalization", name)
+        check_choice(marginals, MARGINALS, "marginals", name)
+        if marginals != "uniform" and normalization not in ("sinkhorn", "balanced"):
+            raise ValueError(f"'{name}' with marginals={marginals!r} needs "
+                             f"normalization='sinkhorn' or 'balanced' (got {normalization!r}): "
+                             f"the marginals are Sinkhorn's target sums")
         check_choice(activation, ACTIVATIONS, "activation", name)
         self.num_iters = check_positive_int(num_iters, "num_iters", name)
         if symmetric and groups != "both":
@@ -279,6 +313,11 @@ class GatedAdjacency(nn.Module):
         self.register_buffer("input_weight", cand.weight)
         self.register_buffer("input_id", cand.input_id)
         self.register_buffer("input_to_cand", cand.input_to_cand)
+        self.marginals = marginals
+        # Sinkhorn's target sums of the stored candidates ([N], derived)
+        self.register_buffer("sinkhorn_degrees",
+                             self._degrees(cand) if marginals == "degree" else None,
+                             persistent=False)
 
         self.scorer = scorer
         self._reuse: Optional[Tuple[tuple, _Candidates, Tensor, List[bool]]] = None
@@ -514,13 +553,30 @@ class GatedAdjacency(nn.Module):
             full = weight.new_zeros(cand.edge_index.size(1))
             weight = full.index_copy(0, gated, weight).index_copy(0, loops, top)
         weight = _normalize_edges(cand.row, cand.col, weight, n, self.normalization,
-                                  self.num_iters, cand.edge_index)
+                                  self.num_iters, cand.edge_index, self._degrees_of(cand))
         if self.mix_logit is not None:   # (1 - t) I + t S: row and column sums kept
             t = torch.sigmoid(self.mix_logit).to(weight.dtype)
             loops = (self.loop_id if cand.edge_index is self.edge_index   # precomputed
                      else (cand.row == cand.col).nonzero().view(-1))
             weight = (t * weight).index_add(0, loops, (1 - t).expand(loops.numel()))
         return weight
+
+    @staticmethod
+    def _degrees(cand: _Candidates) -> Tensor:
+        # the row sums of the input strengths, one for an empty row; in
+        # float64 (a module's .double() keeps them exact; the kernel casts)
+        w = (torch.ones(cand.row.numel(), dtype=torch.float64, device=cand.row.device)
+             if cand.weight is None else cand.weight.double())
+        d = group_reduce(w, cand.row, cand.num_nodes)
+        return torch.where(d > 0, d, torch.ones_like(d))
+
+    def _degrees_of(self, cand: _Candidates) -> Optional[Tensor]:
+        """Sinkhorn's target sums for the candidates ``cand`` (None: ones)."""
+        if self.marginals == "uniform":
+            return None
+        if cand.edge_index is self.edge_index and self.sinkhorn_degrees is not None:
+            return self.sinkhorn_degrees
+        return self._degrees(cand)
 
     def _split_loops(self, cand: _Candidates) -> Tuple[Tensor, Tensor]:
         """Indices of the non-loop candidates and of the self-loops."""
@@ -927,5 +983,7 @@ class GatedAdjacency(nn.Module):
         scorer = "free logits" if self.scorer is None else "scorer"
         return (f"num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
                 f"groups={self.groups!r}, normalization={self.normalization!r}, "
-                f"num_iters={self.num_iters}, symmetric={self.symmetric}, "
+                f"num_iters={self.num_iters}, "
+                + ("" if self.marginals == "uniform" else f"marginals={self.marginals!r}, ")
+                + f"symmetric={self.symmetric}, "
                 f"gate_self_loops={self.gate_self_loops}, {scorer}")

@@ -28,19 +28,29 @@ def _eps(weight: Tensor, eps: Optional[float]) -> float:
 
 
 def _sinkhorn_autograd(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
-                       num_iters: int, balanced: bool, eps: Optional[float] = None) -> Tensor:
+                       num_iters: int, balanced: bool, eps: Optional[float] = None,
+                       marginals: Optional[Tensor] = None) -> Tensor:
     """The unrolled iterations under plain autograd, which keeps ``E + N``
     values per half-step: the reference of :class:`_SinkhornFunction`."""
     eps = _eps(weight, eps)
+    e = 0.5 if balanced else 1.0
+
+    def scale(d: Tensor, i: int) -> Tensor:
+        # (t / d)^e above eps, 1 below
+        s = inv_degree(d, e, eps)
+        if marginals is None:
+            return s
+        return torch.where(d > eps, s * marginals[i].to(s.dtype) ** e, torch.ones_like(s))
+
     a = weight
     for _ in range(num_iters):
         if balanced:
-            r = inv_degree(group_reduce(a, row, num_nodes), 0.5, eps)
-            c = inv_degree(group_reduce(a, col, num_nodes), 0.5, eps)
+            r = scale(group_reduce(a, row, num_nodes), 0)
+            c = scale(group_reduce(a, col, num_nodes), 1)
             a = scale_edges(a, r, row, c, col)
         else:
-            a = scale_edges(a, inv_degree(group_reduce(a, row, num_nodes), 1.0, eps), row)
-            a = scale_edges(a, inv_degree(group_reduce(a, col, num_nodes), 1.0, eps), col)
+            a = scale_edges(a, scale(group_reduce(a, row, num_nodes), 0), row)
+            a = scale_edges(a, scale(group_reduce(a, col, num_nodes), 1), col)
     return a
 
 
@@ -55,11 +65,17 @@ def _num_checkpoints(num_nodes: int, num_edges: int) -> int:
     return max(2, num_edges // (8 * max(num_nodes, 1)))
 
 
-def _inv_(d: Tensor, exponent: float, eps: float, out: Tensor, alive: Tensor) -> Tensor:
-    # inv_degree(d, exponent, eps) written into out; alive: d > eps (a bool buffer).
+def _inv_(d: Tensor, exponent: float, eps: float, out: Tensor, alive: Tensor,
+          target: Optional[Tensor] = None) -> Tensor:
+    # inv_degree(d, exponent, eps) written into out, times target (the
+    # marginal to the exponent) where alive: d > eps (a bool buffer).
     torch.gt(d, eps, out=alive)
-    torch.where(alive, d, torch.ones((), dtype=d.dtype, device=d.device), out=out)
-    return out.reciprocal_() if exponent == 1.0 else out.rsqrt_()
+    one = torch.ones((), dtype=d.dtype, device=d.device)
+    torch.where(alive, d, one, out=out)
+    out = out.reciprocal_() if exponent == 1.0 else out.rsqrt_()
+    if target is not None:
+        torch.where(alive, out.mul_(target), one, out=out)
+    return out
 
 
 # Below this rank the CPU SDDMM (sampled_addmm) runs a scalar loop, about as
@@ -198,24 +214,29 @@ class _Iterations:
     iterate being :math:`p \circ (W q)` and its column sums
     :math:`q \circ (W^\top p)`."""
 
-    def __init__(self, ops: _EdgeOps, balanced: bool, eps: float) -> None:
+    def __init__(self, ops: _EdgeOps, balanced: bool, eps: float,
+                 marginals: Optional[Tensor] = None) -> None:
         self.ops, self.balanced, self.eps = ops, balanced, eps
         self.exponent = 0.5 if balanced else 1.0
         weight = ops.weight
+        # the target row and column sums to the exponent ([2, N]; None: ones)
+        self.targets = (None if marginals is None
+                        else marginals.to(weight.dtype) ** self.exponent)
         self.s = weight.new_empty(ops.n)
         self.alive = torch.empty(ops.n, dtype=torch.bool, device=weight.device)
 
     def step(self, p: Tensor, q: Tensor, d_r: Tensor, d_c: Tensor) -> None:
         """One iteration: updates ``p, q`` in place, writes the degrees."""
+        t_r, t_c = (None, None) if self.targets is None else self.targets
         self.ops.rows(q, d_r).mul_(p)
         if self.balanced:
             self.ops.cols(p, d_c).mul_(q)
-            p.mul_(_inv_(d_r, 0.5, self.eps, self.s, self.alive))
-            q.mul_(_inv_(d_c, 0.5, self.eps, self.s, self.alive))
+            p.mul_(_inv_(d_r, 0.5, self.eps, self.s, self.alive, t_r))
+            q.mul_(_inv_(d_c, 0.5, self.eps, self.s, self.alive, t_c))
             return
-        p.mul_(_inv_(d_r, 1.0, self.eps, self.s, self.alive))
+        p.mul_(_inv_(d_r, 1.0, self.eps, self.s, self.alive, t_r))
         self.ops.cols(p, d_c).mul_(q)
-        q.mul_(_inv_(d_c, 1.0, self.eps, self.s, self.alive))
+        q.mul_(_inv_(d_c, 1.0, self.eps, self.s, self.alive, t_c))
 
     def output(self, p: Tensor, q: Tensor) -> Tensor:
         """The iterate ``weight * p[row] * q[col]`` (``[E]``), in the CSR
@@ -296,9 +317,12 @@ class _SinkhornFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: Tensor, row: Tensor, col: Tensor, num_nodes: int, num_iters: int,
-                balanced: bool, eps: float, edge_index: Optional[Tensor]) -> Tensor:
-        it = _Iterations(_edge_ops(row, col, weight, num_nodes, edge_index), balanced, eps)
+                balanced: bool, eps: float, edge_index: Optional[Tensor],
+                marginals: Optional[Tensor]) -> Tensor:
+        it = _Iterations(_edge_ops(row, col, weight, num_nodes, edge_index), balanced, eps,
+                         marginals)
         ctx.num_nodes, ctx.num_iters, ctx.balanced, ctx.eps = num_nodes, num_iters, balanced, eps
+        ctx.marginals = marginals        # [2, N] or None; not differentiated
         ctx.edge_index = edge_index      # for the cached pattern; not differentiated
         # Every iteration's 4N values when they are at most one [E] vector;
         # else checkpoints, the iterations recomputed backward.
@@ -328,8 +352,8 @@ class _SinkhornFunction(torch.autograd.Function):
         weight, row, col, *saved = ctx.saved_tensors
         n, balanced, eps = ctx.num_nodes, ctx.balanced, ctx.eps
         ops = _edge_ops(row, col, weight, n, ctx.edge_index)
-        it = _Iterations(ops, balanced, eps)
-        exponent = it.exponent
+        it = _Iterations(ops, balanced, eps, ctx.marginals)
+        exponent, targets = it.exponent, it.targets
         zero = weight == 0
         # The zeros' own gradient would only flow back to themselves: dropped.
         g = grad.masked_fill(zero, 0.0)
@@ -378,8 +402,8 @@ class _SinkhornFunction(torch.autograd.Function):
                 ops.add_sampled(us, vs, fill)
                 fill = 0
             for i in range(2):
-                # s = d^-e and ds/dd = -e s / d above eps; 1 and 0 below.
-                _inv_(d[i], exponent, eps, s[i], alive)
+                # s = (t / d)^e and ds/dd = -e s / d above eps; 1 and 0 below.
+                _inv_(d[i], exponent, eps, s[i], alive, None if targets is None else targets[i])
                 torch.where(alive, d[i], one, out=slope[i])
                 slope[i].reciprocal_().mul_(s[i]).mul_(-exponent).mul_(alive)
                 torch.addcmul(s[i], slope[i], d[i], out=keep[i])
@@ -426,25 +450,27 @@ class _SinkhornFunction(torch.autograd.Function):
         grad_w.add_(torch.index_select(u_first, 0, row, out=tmp))
         if v_first is not None:
             grad_w.add_(torch.index_select(v_first, 0, col, out=tmp))
-        return grad_w, None, None, None, None, None, None, None
+        return grad_w, None, None, None, None, None, None, None, None
 
 
 @torch.compiler.disable   # one graph break, no recompilation per edge list
 def _sinkhorn(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int, num_iters: int,
               balanced: bool, eps: Optional[float] = None,
-              edge_index: Optional[Tensor] = None) -> Tensor:
+              edge_index: Optional[Tensor] = None,
+              marginals: Optional[Tensor] = None) -> Tensor:
     """The iterations, without input checks (the hot path of the modules).
     ``edge_index``: the tensor whose rows are ``col`` and ``row``, for the CSR
-    pattern cached with it (else one is built per call)."""
+    pattern cached with it (else one is built per call); ``marginals``:
+    ``[2, N]`` target row and column sums (None: ones)."""
     eps = _eps(weight, eps)
     if weight.numel() == 0:
         return weight.clone()
     if torch.is_grad_enabled() and weight.requires_grad:
         return _SinkhornFunction.apply(weight, row, col, num_nodes, num_iters, bool(balanced),
-                                       eps, edge_index)
+                                       eps, edge_index, marginals)
     with torch.no_grad():
         it = _Iterations(_edge_ops(row, col, weight, num_nodes, edge_index), bool(balanced),
-                         eps)
+                         eps, marginals)
         pq = weight.new_ones(2, num_nodes)
         deg = weight.new_empty(2, num_nodes)
         for _ in range(num_iters):
@@ -454,24 +480,51 @@ def _sinkhorn(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int, num_iter
 
 @torch.no_grad()
 def sinkhorn_error(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
-                   eps: Optional[float] = None) -> Tensor:
-    """Largest deviation from one of the row and column sums, over the rows
-    and columns with a nonzero entry (a detached scalar tensor)."""
+                   eps: Optional[float] = None, marginals: Optional[Tensor] = None) -> Tensor:
+    """Largest deviation of the row and column sums from their targets (one,
+    or ``marginals`` ``[2, N]``), over the rows and columns with a nonzero
+    entry (a detached scalar tensor)."""
     eps = _eps(weight, eps)
     err = weight.new_zeros(())
-    for index in (row, col):
+    for i, index in enumerate((row, col)):
         s = group_reduce(weight, index, num_nodes)
-        dev = torch.where(s > eps, (s - 1).abs(), torch.zeros_like(s))
+        target = 1.0 if marginals is None else marginals[i].to(s.dtype)
+        dev = torch.where(s > eps, (s - target).abs(), torch.zeros_like(s))
         if dev.numel() > 0:
             err = torch.maximum(err, dev.max())
     return err
 
 
+def check_marginals(marginals: Optional[Tensor], num_nodes: int, name: str) -> Optional[Tensor]:
+    """``marginals`` (``[N]`` for rows and columns alike, or ``[2, N]``) as a
+    ``[2, N]`` tensor, checked: finite, positive, equal totals."""
+    if marginals is None:
+        return None
+    if not isinstance(marginals, Tensor) or not marginals.is_floating_point():
+        raise ValueError(f"'{name}' expects 'marginals' to be a floating-point tensor "
+                         f"(got {type(marginals).__name__})")
+    if marginals.shape == (num_nodes,):
+        marginals = marginals.expand(2, num_nodes)
+    if marginals.shape != (2, num_nodes):
+        raise ValueError(f"'{name}' expects 'marginals' of shape [N] or [2, N] with "
+                         f"N = {num_nodes} (got {tuple(marginals.shape)})")
+    if not bool(torch.isfinite(marginals).all()) or not bool((marginals > 0).all()):
+        raise ValueError(f"'{name}' expects finite, positive 'marginals' (the target row "
+                         f"and column sums)")
+    total_r, total_c = (float(t) for t in marginals.double().sum(1))
+    if abs(total_r - total_c) > 1e-4 * max(total_r, total_c):
+        raise ValueError(f"'{name}': the row marginals sum to {total_r:g} and the column "
+                         f"marginals to {total_c:g}; Sinkhorn needs equal totals (every "
+                         f"entry counts in one row and one column)")
+    return marginals
+
+
 def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
              num_nodes: Optional[int] = None, num_iters: int = 10, balanced: bool = False,
-             eps: Optional[float] = None,
-             return_error: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-    r"""Sinkhorn normalization toward a doubly stochastic matrix.
+             eps: Optional[float] = None, return_error: bool = False,
+             marginals: Optional[Tensor] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    r"""Sinkhorn normalization toward a doubly stochastic matrix, or toward
+    given row and column sums (``marginals``).
 
     Standard (Sinkhorn-Knopp), per iteration:
 
@@ -484,6 +537,13 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
 
     .. math::
         A \leftarrow D_r^{-1/2} A D_c^{-1/2}.
+
+    With ``marginals`` :math:`(r, c)` the targets of the row and column sums
+    replace the ones: :math:`A \leftarrow \mathrm{diag}(r) D_r^{-1} A`,
+    :math:`A \leftarrow A D_c^{-1} \mathrm{diag}(c)` (balanced:
+    :math:`(r / D_r)^{1/2}` and :math:`(c / D_c)^{1/2}`), Sinkhorn-Knopp with
+    prescribed marginals (:class:`~graphsparse.graph.GatedAdjacency`'s
+    ``marginals="degree"`` uses the degrees, in GCN's frame).
 
     The iterate after :math:`k` iterations is the input scaled by cumulative
     per-node factors, :math:`A^{(k)}_{i,j} = P^{(k)}_i A_{i,j} Q^{(k)}_j`, and
@@ -534,9 +594,12 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
         eps (float, optional): sums at or below it count as empty.
             (default: the square root of the smallest normal number of the
             dtype, about :math:`10^{-19}` in float32)
-        return_error (bool): also return the largest deviation from one of
-            the final row and column sums over nonempty rows and columns, a
-            detached scalar tensor. (default: ``False``)
+        return_error (bool): also return the largest deviation of the final
+            row and column sums from their targets over nonempty rows and
+            columns, a detached scalar tensor. (default: ``False``)
+        marginals (Tensor, optional): ``[N]`` (rows and columns alike) or
+            ``[2, N]`` (rows, columns) finite positive target sums with
+            equal totals. (default: ``None``, all one)
 
     Shapes:
         - **output:** ``[E]`` weights aligned with ``edge_index`` (and a
@@ -545,9 +608,12 @@ def sinkhorn(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
     edge_index, edge_weight, num_nodes = check_graph(edge_index, edge_weight, num_nodes,
                                                      "sinkhorn")
     check_positive_int(num_iters, "num_iters", "sinkhorn")
+    marginals = check_marginals(marginals, num_nodes, "sinkhorn")
+    if marginals is not None:
+        marginals = marginals.to(edge_weight.device)
     row, col = edge_index[1], edge_index[0]
     out = _sinkhorn(row, col, edge_weight, num_nodes, num_iters, bool(balanced), eps,
-                    edge_index)
+                    edge_index, marginals)
     if return_error:
-        return out, sinkhorn_error(row, col, out, num_nodes, eps)
+        return out, sinkhorn_error(row, col, out, num_nodes, eps, marginals)
     return out

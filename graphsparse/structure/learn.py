@@ -118,11 +118,21 @@ def check_learn_settings(val_fraction: float, config: Optional[Dict[str, Any]],
                 not math.isfinite(lam) or lam < 0:
             raise ValueError(f"'--lam' (config['lam']) must be a finite number >= 0 (got "
                              f"{lam!r}); 0 turns the penalty off")
+    from ..graph.adjacency import MARGINALS
+    if config.get("marginals", "uniform") not in MARGINALS:
+        raise ValueError(f"'--marginals' (config['marginals']) must be one of {list(MARGINALS)} "
+                         f"(got {config['marginals']!r})")
     for name in recipes:
         cfg = recipe_config(name, config)
         e = cfg["epochs"]
         if isinstance(e, bool) or not isinstance(e, int) or e < 1:
             raise ValueError(f"recipe {name!r}: 'epochs' must be an integer >= 1 (got {e!r})")
+        norms = [cfg["normalization"]] if normalizations == (None,) else list(normalizations)
+        if cfg["marginals"] != "uniform" and any(n not in ("sinkhorn", "balanced")
+                                                 for n in norms):
+            raise ValueError(f"'--marginals {cfg['marginals']}' needs '--normalization "
+                             f"sinkhorn' or 'balanced' (recipe {name!r} runs {norms}): the "
+                             f"marginals are Sinkhorn's target row and column sums")
 
 
 def _check_split(gi: GraphInput, train: Tensor, val: Tensor) -> None:

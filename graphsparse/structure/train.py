@@ -43,6 +43,8 @@ ADJACENCY_DEFAULTS: Dict[str, Any] = dict(
     groups="row",          # row competition: a node's in-coming neighbours compete
     normalization="row",   # see the README: pruning into high-degree nodes is cheap under row sums
     num_iters=10,          # Sinkhorn iterations
+    marginals="uniform",   # Sinkhorn's target sums: "uniform" (doubly stochastic) or "degree"
+                           # (the input degrees, in GCN's frame: starts at GCN's matrix)
     symmetric=False,
     gate_self_loops=False, # False: self-loops always on, out of the competitions
     unit_init=True,        # initial adjacency = the candidate graph with unit weights
@@ -159,7 +161,8 @@ def build_adjacency(edge_index: Tensor, num_nodes: int, num_features: int,
                           symmetric=config["symmetric"], scorer=scorer,
                           gate_self_loops=config["gate_self_loops"],
                           unit_init=config["unit_init"], init_noise=config["init_noise"],
-                          identity_mix=config.get("identity_mix"))
+                          identity_mix=config.get("identity_mix"),
+                          marginals=config.get("marginals", "uniform"))
 
 
 def build_structure_model(num_features: int, num_classes: int, edge_index: Tensor,

@@ -257,3 +257,26 @@ def test_gated_dagnn_configurations_and_recipe_overrides(monkeypatch):
     run = base.fit_gated(data, train, val, test, "accuracy", base_settings, seed=0)
     assert list(run.extra["recipe_val"]) == ["input/sym"] and run.edge_sparsity == 0.0
     assert seen[-1][0]["architecture"] == "dagnn" and seen[-1][0]["gate_start"] == 4
+
+
+def test_sinkhorn_degree_label_sets_the_marginals(monkeypatch):
+    data, train, val, test = _two_class_task(40, 160, 16, 12, seed=4)
+    seen = _spy_recipe_runs(monkeypatch)
+    bench = _load("structure")
+    settings = bench.METHODS["gated_dagnn_sk"].settings
+    over = dict(settings["config"], epochs=3, gate_start=1, warmup=1)
+    res = base.fit_gated(data, train, val, test, "accuracy",
+                         dict(settings, recipes=["preserve+dagnn"], config=over), seed=0)
+    assert list(res.extra["recipe_val"]) == ["preserve+dagnn/sym", "preserve+dagnn/row",
+                                             "preserve+dagnn/sinkhorn+degree"]
+    assert [(c["normalization"], c["marginals"]) for c, _ in seen] == [
+        ("sym", "uniform"), ("row", "uniform"), ("sinkhorn", "degree")]
+    assert all(c["architecture"] == "dagnn" and c["min_sparsity"] == 0.3 for c, _ in seen)
+    # the study's single-configuration methods
+    for norm, marg in (("row", "uniform"), ("sinkhorn_degree", "degree")):
+        seen.clear()
+        s = dict(bench.METHODS[f"preserve_{norm}"].settings, epochs=3,
+                 config=dict(bench.METHODS[f"preserve_{norm}"].settings["config"],
+                             gate_start=1, warmup=1))
+        base.fit_gated(data, train, val, test, "accuracy", s, seed=0)
+        assert len(seen) == 1 and seen[0][0]["marginals"] == marg

@@ -147,6 +147,14 @@ def test_cli_single_recipe_and_overrides(tmp_path):
     assert s["normalization"] == STRUCTURE_DEFAULTS["normalization"]
 
 
+def test_cli_sinkhorn_with_degree_marginals(tmp_path):
+    out = tmp_path / "out"
+    assert main(["learn", "--out", str(out), "--recipe", "preserve", "--normalization",
+                 "sinkhorn", "--marginals", "degree", "--no-plot", "--no-baselines", *FAST]) == 0
+    s = json.loads((out / "summary.json").read_text())["settings"]
+    assert s["normalization"] == "sinkhorn" and s["marginals"] == "degree"
+
+
 def test_console_script_entry_point(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -165,6 +173,8 @@ def test_console_script_entry_point(capsys):
     (["--val-fraction", "1"], "'--val-fraction'"),
     (["--recipe", "nope"], "'--recipe'"),
     (["--knn", "-1"], "'--knn'"),
+    (["--marginals", "degree"], "'--marginals degree' needs '--normalization sinkhorn'"),
+    (["--marginals", "degree", "--normalization", "auto"], "'--marginals degree'"),
 ])
 def test_cli_bad_settings_exit_2_before_training(tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.setattr(learn_mod, "select_structure", _fail_if_trained)

@@ -30,13 +30,21 @@ class Dense:
         return d[:, None] * a * d[None, :]
 
     @staticmethod
-    def sinkhorn(a, num_iters, balanced=False):
+    def sinkhorn(a, num_iters, balanced=False, marginals=None):
+        """``marginals``: ``[2, N]`` target row and column sums (None: ones);
+        an empty row or column is left as it is."""
+        n = a.size(0)
+        r, c = (a.new_ones(n), a.new_ones(n)) if marginals is None else marginals.to(a.dtype)
+
+        def scale(s, t, e):
+            return torch.where(s > 0, t ** e, torch.ones_like(s)) * _inv(s, e)
+
         for _ in range(num_iters):
             if balanced:
-                a = _inv(a.sum(1), 0.5)[:, None] * a * _inv(a.sum(0), 0.5)[None, :]
+                a = scale(a.sum(1), r, 0.5)[:, None] * a * scale(a.sum(0), c, 0.5)[None, :]
             else:
-                a = a * _inv(a.sum(1), 1.0)[:, None]
-                a = a * _inv(a.sum(0), 1.0)[None, :]
+                a = a * scale(a.sum(1), r, 1.0)[:, None]
+                a = a * scale(a.sum(0), c, 1.0)[None, :]
         return a
 
     @classmethod

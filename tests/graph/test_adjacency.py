@@ -30,16 +30,24 @@ def _dense_values(adj, dense):
     beta_col = adj.beta_row if adj.symmetric else adj.beta_col
     beta_col = beta_col if beta_col is not None else alpha.new_zeros(n)
     a = dense.gate(a_alpha, mask, beta_row, beta_col, adj.groups)
+    if adj.marginals == "degree":   # toward the mask's degrees, then D^-1/2 . D^-1/2
+        d = mask.sum(1)
+        d = torch.where(d > 0, d, torch.ones_like(d))
+        a = dense.sinkhorn(a, adj.num_iters, adj.normalization == "balanced",
+                           marginals=torch.stack([d, d]))
+        return dense.entries(d[:, None] ** -0.5 * a * d[None, :] ** -0.5, ei)
     return dense.entries(dense.normalize(a, adj.normalization, adj.num_iters), ei)
 
 
-@pytest.mark.parametrize("normalization", NORMS)
+@pytest.mark.parametrize("normalization,marginals", [(n, "uniform") for n in NORMS]
+                         + [("sinkhorn", "degree"), ("balanced", "degree")])
 @pytest.mark.parametrize("groups,symmetric", [("row", False), ("col", False), ("both", False),
                                               ("both", True)])
-def test_matches_dense_reference(normalization, groups, symmetric, dense, graph):
+def test_matches_dense_reference(normalization, marginals, groups, symmetric, dense, graph):
     n = 14
-    adj = GatedAdjacency(graph(n, 0.25, self_loops=False), n, groups=groups,
-                         normalization=normalization, num_iters=5, symmetric=symmetric)
+    ei = graph(n, 0.25, self_loops=False)
+    adj = GatedAdjacency(ei, n, groups=groups, normalization=normalization, num_iters=5,
+                         symmetric=symmetric, marginals=marginals)
     adj = _randomize(adj.double())
     values = adj.edge_values()
     ref = _dense_values(adj, dense)
@@ -51,6 +59,49 @@ def test_matches_dense_reference(normalization, groups, symmetric, dense, graph)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
     assert all(torch.isfinite(a).all() for a in grads)
+    if marginals != "uniform":   # the marginals matter
+        uniform = GatedAdjacency(ei, n, groups=groups, normalization=normalization,
+                                 num_iters=5, symmetric=symmetric).double()
+        uniform.load_state_dict(adj.state_dict())
+        assert not torch.allclose(uniform.edge_values(), values)
+
+
+def test_degree_marginals_start_at_the_gcn_propagation(graph):
+    # Unit gates (unit_init, no noise), self-loops out of the gates, an
+    # undirected graph: the candidate matrix already has row and column sums
+    # d, so the output is D^-1/2 (A + I) D^-1/2, GCN's matrix.
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    n = 20
+    ei = graph(n, 0.2, directed=False, self_loops=False)
+    adj = GatedAdjacency(ei, n, groups="row", normalization="sinkhorn", marginals="degree",
+                         unit_init=True, gate_self_loops=False).double()
+    assert "marginals='degree'" in repr(adj)
+    index, weight = adj()
+    ref_index, ref_weight = gcn_norm(ei, None, n, add_self_loops=True, dtype=torch.float64)
+    ref = {(int(a), int(b)): float(w) for (a, b), w in zip(ref_index.t(), ref_weight)}
+    got = {(int(a), int(b)): float(w) for (a, b), w in zip(index.t(), weight.detach())}
+    assert got.keys() == ref.keys()
+    for key, w in got.items():
+        assert w == pytest.approx(ref[key], rel=1e-12)
+
+
+@pytest.mark.parametrize("num_iters", [1, 3])
+def test_degree_marginals_keep_the_spectral_radius_at_one(num_iters, dense, graph):
+    # After the column step A^T sqrt(d) = sqrt(d): a positive eigenvector, so
+    # the spectral radius is exactly one (Collatz-Wielandt) however the gates
+    # pruned; toward fixed GCN row sums it grew to 1.5 (hubs' self-loops).
+    n = 16
+    ei = graph(n, 0.3, directed=False, self_loops=False)
+    adj = _randomize(GatedAdjacency(ei, n, groups="row", normalization="sinkhorn",
+                                    marginals="degree", num_iters=num_iters,
+                                    gate_self_loops=False).double(), seed=num_iters)
+    values = adj.edge_values()
+    assert (values == 0).any()
+    a = dense.adjacency(adj.edge_index, values.detach(), n)
+    d = adj.sinkhorn_degrees
+    torch.testing.assert_close(a.t() @ d.sqrt(), d.sqrt())
+    torch.testing.assert_close(torch.linalg.eigvals(a).abs().max(),
+                               torch.tensor(1.0, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("normalization", ["sinkhorn", "balanced"])
@@ -220,6 +271,8 @@ EI = torch.tensor([[0, 1, 2], [1, 2, 0]])
     ("activation", (EI, 3), dict(activation="tanh")),
     ("symmetric", (EI, 3), dict(symmetric=True, groups="row")),
     ("scorer", (EI, 3), dict(scorer=lambda x, e: x)),
+    ("marginals", (EI, 3), dict(marginals="gcn")),
+    ("marginals", (EI, 3), dict(marginals="degree", normalization="row")),
 ])
 def test_bad_construction_names_the_argument(name, args, kwargs):
     with pytest.raises(ValueError, match=name):

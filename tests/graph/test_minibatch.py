@@ -15,6 +15,8 @@ CONFIGS = [
     dict(groups="row", normalization="row", gate_self_loops=False, unit_init=True),
     dict(groups="both", normalization="balanced"),
     dict(symmetric=True, normalization="sym"),
+    dict(groups="row", normalization="sinkhorn", marginals="degree", gate_self_loops=False,
+         unit_init=True),
 ]
 
 

@@ -15,16 +15,26 @@ def _sums(edge_index, w, n):
     return rows, cols
 
 
+def _random_marginals(n, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.rand(2, n, generator=g, dtype=dtype) + 0.2
+    m[1] *= m[0].sum() / m[1].sum()                      # equal totals
+    return m
+
+
 @pytest.mark.parametrize("balanced", [False, True])
-def test_matches_dense_forward_and_gradient(balanced, dense, graph):
+@pytest.mark.parametrize("marginals", [False, True])
+def test_matches_dense_forward_and_gradient(balanced, marginals, dense, graph):
     n = 10
     edge_index = graph(n, 0.3)
     edge_index = edge_index[:, (edge_index != 9).all(0)]      # node 9: empty row and column
     w = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.05
     w.requires_grad_()
-    out, err = sinkhorn(edge_index, w, n, num_iters=7, balanced=balanced, return_error=True)
+    m = _random_marginals(n, 1) if marginals else None
+    out, err = sinkhorn(edge_index, w, n, num_iters=7, balanced=balanced, return_error=True,
+                        marginals=m)
     w_ref = w.detach().clone().requires_grad_()
-    a = dense.sinkhorn(dense.adjacency(edge_index, w_ref, n), 7, balanced)
+    a = dense.sinkhorn(dense.adjacency(edge_index, w_ref, n), 7, balanced, marginals=m)
     ref = dense.entries(a, edge_index)
     torch.testing.assert_close(out, ref)
     g = torch.randn_like(out)
@@ -32,10 +42,13 @@ def test_matches_dense_forward_and_gradient(balanced, dense, graph):
     (ref * g).sum().backward()
     torch.testing.assert_close(w.grad, w_ref.grad)
     live = torch.arange(n) != 9
-    dev = torch.cat([(a.sum(1) - 1)[live], (a.sum(0) - 1)[live]]).abs().max()
+    target = torch.ones(2, n, dtype=torch.float64) if m is None else m
+    dev = torch.cat([(a.sum(1) - target[0])[live], (a.sum(0) - target[1])[live]]).abs().max()
     torch.testing.assert_close(err, dev.detach())
+    if marginals:        # not the uniform iterations: the marginals matter
+        assert not torch.allclose(out, sinkhorn(edge_index, w.detach(), n, 7, balanced))
     torch.autograd.gradcheck(
-        lambda v: sinkhorn(edge_index, v, n, num_iters=3, balanced=balanced),
+        lambda v: sinkhorn(edge_index, v, n, num_iters=3, balanced=balanced, marginals=m),
         (w.detach().clone().requires_grad_(),))
 
 
@@ -131,6 +144,46 @@ def test_runs_on_device(device, balanced, graph):
     assert out.device.type == device and torch.isfinite(w.grad).all()
 
 
+# ------------------------------------------------- prescribed marginals
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(2, 25), p=st.floats(0.0, 1.0), seed=st.integers(0, 2**16),
+       balanced=st.booleans())
+def test_random_graphs_reach_their_marginals(n, p, seed, balanced):
+    # A symmetric matrix with a positive diagonal has a (symmetric) scaling
+    # to any positive row sums r = c: the minimizer of x'Ax/2 - sum r log x.
+    from torch_geometric.utils import add_remaining_self_loops, erdos_renyi_graph, to_undirected
+    torch.manual_seed(seed)
+    edge_index = erdos_renyi_graph(n, p, directed=False)
+    edge_index, _ = add_remaining_self_loops(edge_index, num_nodes=n)
+    edge_index, w = to_undirected(edge_index, torch.rand(edge_index.size(1),
+                                                         dtype=torch.float64) + 0.1,
+                                  num_nodes=n, reduce="max")
+    m = torch.rand(n, dtype=torch.float64) * 3 + 0.2
+    out, err = sinkhorn(edge_index, w, n, num_iters=3000 if balanced else 1000,
+                        balanced=balanced, marginals=m, return_error=True)
+    rows, cols = _sums(edge_index, out, n)
+    assert float(err) < 1e-6
+    torch.testing.assert_close(rows, m, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cols, m, atol=1e-6, rtol=0)
+
+
+BAD_MARGINALS = [
+    torch.ones(4),                                            # N = 3
+    torch.ones(3, 3),
+    torch.tensor([1.0, 0.0, 1.0]),
+    torch.tensor([1.0, -1.0, 3.0]),
+    torch.tensor([1.0, math.nan, 1.0]),
+    torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 2.0]]),        # unequal totals
+    torch.tensor([1, 1, 1]),                                  # integers
+]
+
+
+@pytest.mark.parametrize("marginals", BAD_MARGINALS)
+def test_bad_marginals_name_the_argument(marginals):
+    with pytest.raises(ValueError, match="marginals"):
+        sinkhorn(EI, None, 3, marginals=marginals)
+
+
 FUNCTIONS = {"sinkhorn": sinkhorn, "row_norm": row_norm, "sym_norm": sym_norm}
 EI = torch.tensor([[0, 1, 2], [1, 2, 0]])
 BAD = [
@@ -172,11 +225,11 @@ from graphsparse.graph.sinkhorn import _sinkhorn, _sinkhorn_autograd  # noqa: E4
 sinkhorn_module = importlib.import_module("graphsparse.graph.sinkhorn")
 
 
-def _custom_vs_autograd(edge_index, w, n, num_iters, balanced, g):
+def _custom_vs_autograd(edge_index, w, n, num_iters, balanced, g, marginals=None):
     row, col = edge_index[1], edge_index[0]
     a, b = w.clone().requires_grad_(), w.clone().requires_grad_()
-    out = _sinkhorn(row, col, a, n, num_iters, balanced)
-    ref = _sinkhorn_autograd(row, col, b, n, num_iters, balanced)
+    out = _sinkhorn(row, col, a, n, num_iters, balanced, marginals=marginals)
+    ref = _sinkhorn_autograd(row, col, b, n, num_iters, balanced, marginals=marginals)
     (out * g).sum().backward()
     (ref * g).sum().backward()
     return out, ref, a.grad, b.grad
@@ -185,11 +238,12 @@ def _custom_vs_autograd(edge_index, w, n, num_iters, balanced, g):
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 14), e=st.integers(0, 70), num_iters=st.integers(1, 12),
        seed=st.integers(0, 2**16), balanced=st.booleans(), store_all=st.booleans(),
-       zeros=st.floats(0.0, 0.6))
+       zeros=st.floats(0.0, 0.6), marginals=st.booleans())
 def test_custom_backward_equals_autograd_through_the_iterations(n, e, num_iters, seed, balanced,
-                                                               store_all, zeros):
+                                                               store_all, zeros, marginals):
     # Random graphs (duplicates, empty rows and columns, isolated nodes) with
-    # exact zeros; both the stored and the checkpointed (recomputed) backward.
+    # exact zeros; both the stored and the checkpointed (recomputed) backward;
+    # uniform or random marginals.
     g = torch.Generator().manual_seed(seed)
     edge_index = torch.randint(0, n, (2, e), generator=g)
     w = torch.rand(e, generator=g, dtype=torch.float64) + 0.01
@@ -198,7 +252,9 @@ def test_custom_backward_equals_autograd_through_the_iterations(n, e, num_iters,
     stores = sinkhorn_module._stores_all
     sinkhorn_module._stores_all = lambda *args: store_all
     try:
-        out, ref, grad, grad_ref = _custom_vs_autograd(edge_index, w, n, num_iters, balanced, gout)
+        out, ref, grad, grad_ref = _custom_vs_autograd(
+            edge_index, w, n, num_iters, balanced, gout,
+            _random_marginals(n, seed) if marginals else None)
     finally:
         sinkhorn_module._stores_all = stores
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
@@ -210,15 +266,17 @@ def test_custom_backward_equals_autograd_through_the_iterations(n, e, num_iters,
 
 @pytest.mark.parametrize("balanced", [False, True])
 @pytest.mark.parametrize("store_all", [False, True])
-def test_custom_backward_gradcheck(balanced, store_all, graph, monkeypatch):
+@pytest.mark.parametrize("marginals", [False, True])
+def test_custom_backward_gradcheck(balanced, store_all, marginals, graph, monkeypatch):
     monkeypatch.setattr(sinkhorn_module, "_stores_all", lambda *args: store_all)
     n = 9
     edge_index = graph(n, 0.3)
     edge_index = edge_index[:, edge_index[1] != 4]            # an empty row
     w = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.1
+    m = _random_marginals(n, 3) if marginals else None
     # 10 iterations: checkpointed segments of 4, 4 and 2
     torch.autograd.gradcheck(
-        lambda v: sinkhorn(edge_index, v, n, num_iters=10, balanced=balanced),
+        lambda v: sinkhorn(edge_index, v, n, num_iters=10, balanced=balanced, marginals=m),
         (w.requires_grad_(),))
 
 
