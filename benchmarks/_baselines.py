@@ -307,18 +307,15 @@ def fit_gated(data, train, val, test, metric: str, settings: Dict[str, Any],
         over["epochs"] = settings["epochs"]
     runs = {}
     for key in names:
+        name, cfg_over = key, over
         recipe, _, norm = key.partition("/")
-        label = NORMALIZATION_LABELS.get(norm, {})
-        if label:
-            key_cfg = recipe
-            extra_cfg = {**over, **label}
-        else:
-            key_cfg, extra_cfg = key, over
+        if norm in NORMALIZATION_LABELS:   # the label sets the normalization itself
+            name, cfg_over = recipe, {**over, **NORMALIZATION_LABELS[norm]}
         if key.startswith("input/"):      # the preserve recipe whose gates never train
-            cfg = selected_config(key_cfg.replace("input", "preserve", 1), extra_cfg)
+            cfg = selected_config(name.replace("input", "preserve", 1), cfg_over)
             cfg.update(gate_start=cfg["epochs"], min_sparsity=0.0)
         else:
-            cfg = selected_config(key_cfg, extra_cfg)
+            cfg = selected_config(name, cfg_over)
         runs[key] = _fit_gated_recipe(data, x, train, val, test, metric, cfg, seed)
     chosen = max(runs, key=lambda n: (runs[n].val, -list(runs).index(n)))
     best = runs[chosen]

@@ -127,7 +127,7 @@ def check_learn_settings(val_fraction: float, config: Optional[Dict[str, Any]],
         e = cfg["epochs"]
         if isinstance(e, bool) or not isinstance(e, int) or e < 1:
             raise ValueError(f"recipe {name!r}: 'epochs' must be an integer >= 1 (got {e!r})")
-        norms = [cfg["normalization"]] if normalizations == (None,) else list(normalizations)
+        norms = [cfg["normalization"] if n is None else n for n in normalizations]
         if cfg["marginals"] != "uniform" and any(n not in ("sinkhorn", "balanced")
                                                  for n in norms):
             raise ValueError(f"'--marginals {cfg['marginals']}' needs '--normalization "
